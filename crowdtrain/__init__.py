@@ -1,0 +1,1 @@
+"""crowdtrain: the command line that assembles the roles (the only importer of role packages)."""
