@@ -34,11 +34,14 @@ fi
 want=$(stamp package-lock.json)
 if [ "$(cat node_modules/.crowdtrain-stamp 2>/dev/null)" != "$want" ]; then
   say "installing the npm toolchain (solc, OpenZeppelin, Foundry)"
-  npm ci --no-audit --no-fund --loglevel=error
+  # Not `npm ci`: the Foundry packages list optional per-platform binaries that the registry
+  # does not carry for every platform, and `npm ci` rejects a lock without them. `npm install`
+  # installs exactly the locked versions and leaves package-lock.json unchanged.
+  npm install --no-audit --no-fund --loglevel=error
   echo "$want" > node_modules/.crowdtrain-stamp
 fi
 for t in anvil forge cast; do
-  test -x "node_modules/@foundry-rs/$t-linux-amd64/bin/$t" || { echo "Foundry binary $t missing after npm ci" >&2; exit 1; }
+  test -x "node_modules/@foundry-rs/$t-linux-amd64/bin/$t" || { echo "Foundry binary $t missing after npm install" >&2; exit 1; }
 done
 mkdir -p .bin
 for t in anvil forge cast; do ln -sf "../node_modules/@foundry-rs/$t-linux-amd64/bin/$t" ".bin/$t"; done
