@@ -23,7 +23,7 @@ Defaults (amounts in whole tokens, scaled by the token's decimals; times in seco
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
 from deploy import DeployError
@@ -98,8 +98,9 @@ class DeployConfig:
 
     def to_json(self) -> dict[str, Any]:
         # Amounts as decimal strings: JSON readers (JS, jq) lose precision past 2^53.
-        return {"market": {k: str(v) for k, v in asdict(self.market).items()},
-                "jury": {k: str(v) for k, v in asdict(self.jury).items()}}
+        return {"market": {k: str(v) for k, v in self.market.to_abi().items()},
+                "jury": {k: str(v) for k, v in self.jury.to_abi().items()},
+                "token": {"symbol": self.token_symbol, "decimals": self.token_decimals}}
 
 
 def _record(tx: TxResult) -> ContractRecord:
@@ -126,7 +127,7 @@ def deploy_all(client: ChainClient, config: DeployConfig, *, mint_to: Iterable[s
         tx = client.deploy("TestToken", config.token_name, config.token_symbol, config.token_decimals)
         contracts["TestToken"] = _record(tx)
         token_addr = contracts["TestToken"].address
-        say(f"TestToken {token_addr} (tx {tx.tx_hash})")
+        say(f"TestToken deployed at {token_addr}")
     else:
         token_addr = config.token
         code = client.w3.eth.get_code(token_addr)  # type: ignore[arg-type]
@@ -135,14 +136,14 @@ def deploy_all(client: ChainClient, config: DeployConfig, *, mint_to: Iterable[s
         contracts["Token"] = ContractRecord(client.w3.to_checksum_address(token_addr), 0, None)
     tx = client.deploy("Market", token_addr, config.market.to_abi())
     contracts["Market"] = _record(tx)
-    say(f"Market {contracts['Market'].address} (tx {tx.tx_hash})")
+    say(f"Market deployed at {contracts['Market'].address}")
     tx = client.deploy("JuryArbiter", contracts["Market"].address, config.jury.to_abi())
     contracts["JuryArbiter"] = _record(tx)
-    say(f"JuryArbiter {contracts['JuryArbiter'].address} (tx {tx.tx_hash})")
+    say(f"JuryArbiter deployed at {contracts['JuryArbiter'].address}")
     dep = Deployment(client.chain_id, contracts, client.address, config.to_json(), config.explorer)
     client.use_deployment(dep)
     tx = client.market.set_arbiter(contracts["JuryArbiter"].address)
-    say(f"Market.setArbiter(JuryArbiter) (tx {tx.tx_hash})")
+    say(f"Market.setArbiter(JuryArbiter) in tx {tx.tx_hash}")
     mint_to = list(mint_to)
     if mint_to:
         if "TestToken" not in contracts:

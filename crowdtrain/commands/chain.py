@@ -32,15 +32,16 @@ def print_deployment(dep: "object", *, title: str = "Deployment") -> None:
 
     assert isinstance(dep, Deployment)
     t = Table(title=f"{title} on chain {dep.chain_id}")
-    t.add_column("contract")
-    t.add_column("address")
+    t.add_column("contract", no_wrap=True)
+    t.add_column("address", no_wrap=True, min_width=42)
     t.add_column("block", justify="right")
-    t.add_column("tx")
     for name, rec in sorted(dep.contracts.items()):
-        tx = rec.tx_hash or "-"
-        url = dep.tx_url(rec.tx_hash) if rec.tx_hash else None
-        t.add_row(name, rec.address, str(rec.block_number), f"[link={url}]{tx}[/link]" if url else tx)
+        t.add_row(name, rec.address, str(rec.block_number))
     console.print(t)
+    for name, rec in sorted(dep.contracts.items()):
+        if rec.tx_hash:
+            url = dep.tx_url(rec.tx_hash)
+            console.print(f"  {name} deployed by tx {rec.tx_hash}" + (f"  {url}" if url else ""), soft_wrap=True)
 
 
 def print_dev_accounts(net: "object", *, show_keys: bool = True) -> None:
@@ -50,18 +51,20 @@ def print_dev_accounts(net: "object", *, show_keys: bool = True) -> None:
     dec = net.config.token_decimals
     t = Table(title="Funded dev accounts (anvil's default mnemonic)")
     t.add_column("#", justify="right")
-    t.add_column("address")
+    t.add_column("address", no_wrap=True, min_width=42)
     t.add_column("ETH", justify="right")
     t.add_column(net.config.token_symbol, justify="right")
-    if show_keys:
-        t.add_column("private key (PUBLIC test key: never hold real funds)")
-    keys = {a.index: a.private_key for a in net.dev_accounts}
     for b in net.balances():
-        row = [str(b["index"]), b["address"], _fmt_units(b["eth"], 18), _fmt_units(b["token"], dec)]
-        if show_keys:
-            row.append(keys[b["index"]])
-        t.add_row(*row)
+        eth = f"{b['eth'] / 10**18:,.4f}"
+        t.add_row(str(b["index"]), b["address"], eth, _fmt_units(b["token"], dec))
     console.print(t)
+    if show_keys:
+        k = Table(title="Their private keys: PUBLIC anvil test keys, known to everyone; never send real funds")
+        k.add_column("#", justify="right")
+        k.add_column("private key", no_wrap=True, min_width=66)
+        for a in net.dev_accounts:
+            k.add_row(str(a.index), a.private_key)
+        console.print(k)
 
 
 def _raise_interrupt(*_: object) -> None:
@@ -92,7 +95,7 @@ def up(
     from deploy.devnet import start_local_market
 
     try:
-        net = start_local_market(port=port, accounts=accounts, log=lambda m: console.print(f"  {m}"))
+        net = start_local_market(port=port, accounts=accounts, log=lambda m: console.print(f"  {m}", soft_wrap=True))
     except (ProtocolError, DeployError) as e:
         raise _fail(e) from None
     with net:
@@ -144,7 +147,7 @@ def deploy_cmd(
         j = {k: v for k, v in (("jury_size", jury_size), ("commit_period", commit_period),
                                ("reveal_period", reveal_period)) if v is not None}
         cfg = replace(cfg, market=replace(cfg.market, **m), jury=replace(cfg.jury, **j))
-        dep = deploy_all(client, cfg, save_dir=out_dir, log=lambda msg: console.print(f"  {msg}"))
+        dep = deploy_all(client, cfg, save_dir=out_dir, log=lambda msg: console.print(f"  {msg}", soft_wrap=True))
     except (ProtocolError, DeployError) as e:
         raise _fail(e) from None
     print_deployment(dep)
@@ -159,7 +162,7 @@ def demo(
 
     console.rule("[bold]crowdtrain demo")
     try:
-        net = start_local_market(port=port, log=lambda m: console.print(f"  {m}"))
+        net = start_local_market(port=port, log=lambda m: console.print(f"  {m}", soft_wrap=True))
     except (ProtocolError, DeployError) as e:
         raise _fail(e) from None
     with net:

@@ -27,6 +27,7 @@ from web3 import HTTPProvider, Web3
 from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
 
 from protocol.chain.artifacts import Artifact, all_abis, load_artifact
+from protocol.chain.contract import encode_args
 from protocol.chain.deployment import Deployment
 from protocol.chain.errors import ChainError, ErrorRegistry, RpcUnavailable, TransactionReverted, revert_data_from
 from protocol.chain.keys import Signer, account_from_private_key
@@ -238,8 +239,8 @@ class ChainClient:
         art = load_artifact(artifact) if isinstance(artifact, str) else artifact
         if not art.deployable:
             raise ChainError(f"{art.name} has no bytecode (an interface or abstract contract)")
-        factory = self.w3.eth.contract(abi=art.abi_list(), bytecode=art.bytecode)
-        data = bytes.fromhex(factory.constructor(*args).data_in_transaction[2:])
+        ctor = next((i for i in art.abi if i.get("type") == "constructor"), {"inputs": []})
+        data = bytes.fromhex(art.bytecode[2:]) + encode_args(ctor["inputs"], args)
         res = self.send(None, data)
         assert isinstance(res, TxResult)
         return res

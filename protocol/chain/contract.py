@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from eth_abi import decode as abi_decode
-from eth_utils import to_checksum_address
+from eth_abi import encode as abi_encode
+from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 
 from protocol.chain.artifacts import load_artifact
 from protocol.chain.errors import ChainError
@@ -26,6 +27,31 @@ def _type(inp: dict[str, Any]) -> str:
     if t.startswith("tuple"):
         return "(" + ",".join(_type(c) for c in inp.get("components", [])) + ")" + t[5:]
     return t
+
+
+def to_abi_value(inp: dict[str, Any], value: Any) -> Any:
+    """Python value -> what eth_abi encodes: struct dicts become tuples in field order (recursively)."""
+    t = inp["type"]
+    if t.endswith("]"):
+        inner = dict(inp, type=t[: t.rindex("[")])
+        return [to_abi_value(inner, v) for v in value]
+    if t == "tuple":
+        comps = inp["components"]
+        if isinstance(value, dict):
+            missing = [c["name"] for c in comps if c["name"] not in value]
+            if missing:
+                raise ChainError(f"struct argument {inp.get('name') or ''} lacks fields {missing}")
+            value = [value[c["name"]] for c in comps]
+        return tuple(to_abi_value(c, v) for c, v in zip(comps, value))
+    return value
+
+
+def encode_args(inputs: list[dict[str, Any]], args: tuple[Any, ...] | list[Any]) -> bytes:
+    """ABI-encode `args` for `inputs` (a function's or constructor's ABI inputs)."""
+    if len(args) != len(inputs):
+        raise ChainError(f"expected {len(inputs)} arguments ({', '.join(i.get('name') or i['type'] for i in inputs)}), "
+                         f"got {len(args)}")
+    return abi_encode([_type(i) for i in inputs], [to_abi_value(i, a) for i, a in zip(inputs, args)])
 
 
 def _named(inp: dict[str, Any], value: Any) -> Any:
@@ -50,7 +76,6 @@ class BoundContract:
         self.address = to_checksum_address(address)
         self.abi = load_artifact(name).abi_list()
         self._fns = {item["name"]: item for item in self.abi if item.get("type") == "function"}
-        self._w3c = client.w3.eth.contract(address=self.address, abi=self.abi)
 
     def _fn(self, fn: str) -> dict[str, Any]:
         item = self._fns.get(fn)
@@ -59,8 +84,11 @@ class BoundContract:
         return item
 
     def encode(self, fn: str, *args: Any) -> bytes:
-        self._fn(fn)
-        return bytes.fromhex(self._w3c.encode_abi(fn, args=list(args))[2:])
+        """Calldata: 4-byte selector ++ ABI-encoded args (struct args may be dicts by field name)."""
+        item = self._fn(fn)
+        inputs = item.get("inputs", [])
+        sel = function_signature_to_4byte_selector(f"{fn}({','.join(_type(i) for i in inputs)})")
+        return sel + encode_args(inputs, args)
 
     def call(self, fn: str, *args: Any, block: int | str = "latest") -> Any:
         """Run a view/pure function (or simulate a state-changing one) and decode its outputs."""
