@@ -1,0 +1,145 @@
+"""Claim, heartbeat, release, and the lease sweep (docs/coordinator.md, "Leases").
+
+Redis decides who holds what (coordinator/leases.py, atomic); the database records it
+afterwards (lease history, unit status) for the API and the dashboard. If the database
+write after a grant fails, the grant is released again so Redis and the database never
+disagree about a unit for longer than one request.
+"""
+from __future__ import annotations
+
+import uuid
+from typing import Sequence
+
+from coordinator import crud
+from coordinator.context import Context
+from coordinator.errors import ConflictError, ForbiddenError, GoneError, NotFoundError
+from coordinator.jobs import seed_round, sweep_deadlines
+from coordinator.leases import LeaseAnswer
+from coordinator.models import Job, Round, Unit
+from protocol.wire import LeaseGrant, LeaseStatus, UnitInputs
+
+JOB_STATE_HINT = {
+    "awaiting_aggregation": "its current round is closed and the next one opens after the outer step",
+    "complete": "all its rounds are done",
+    "held": "it is on hold",
+}
+
+
+def record_reaped(ctx: Context, reaped: Sequence[tuple[str, int]], *, reason: str = "expired") -> None:
+    """Write down leases Redis expired: lease history, and the unit back to `queued` unless
+    something newer (another lease, an acceptance) already moved it."""
+    if not reaped:
+        return
+    now = ctx.now()
+    with ctx.transaction() as tx:
+        crud.end_leases(tx.session, lease_ids=[lid for lid, _ in reaped], reason=reason, now=now)
+        for lid, unit_id in reaped:
+            crud.set_unit_status(tx.session, unit_ids=[unit_id], status="queued", only_if_lease=lid, current_lease=None)
+            unit = crud.get_unit(tx.session, unit_id=unit_id)
+            tx.emit("lease.expired", unit.job_id if unit else None, {"lease_id": lid, "unit_id": unit_id}, now=now)
+
+
+def _grant(job: Job, rnd: Round, unit: Unit, lease_id: str, expires_at: float, ttl_s: float) -> LeaseGrant:
+    return LeaseGrant(lease_id=lease_id, unit_id=unit.id, job_id=job.id, round=unit.round, unit=unit.index,
+                      spec_hash=job.spec_hash, inputs=UnitInputs(checkpoint=rnd.checkpoint_blob,
+                                                                 slot_state=unit.slot_state_blob),
+                      expires_at=expires_at, ttl_s=ttl_s)
+
+
+def claim(ctx: Context, *, worker: str, job_id: int) -> LeaseGrant | None:
+    """A lease on the job's next queued unit; the worker's live lease if it has one; None
+    when no unit is free right now (try again later)."""
+    ttl = ctx.settings.lease_ttl_s
+    with ctx.transaction() as tx:
+        job = crud.get_job(tx.session, job_id=job_id)
+        if job is None:
+            raise NotFoundError(f"job {job_id} is not registered with this coordinator")
+        if job.status != "active":
+            raise ConflictError(f"job {job_id} has no units to hand out: {JOB_STATE_HINT.get(job.status, job.status)}"
+                                + (f" ({job.hold_reason})" if job.hold_reason else ""))
+        current = job.current_round
+    lease_id = uuid.uuid4().hex
+    out = ctx.leases.claim(job_id=job_id, round=current, worker=worker, lease_id=lease_id, ttl_s=ttl)
+    if out.status == "unseeded":
+        seed_round(ctx, job_id=job_id, round=current)
+        out = ctx.leases.claim(job_id=job_id, round=current, worker=worker, lease_id=lease_id, ttl_s=ttl)
+    record_reaped(ctx, out.reaped)
+    if out.status in ("empty", "unseeded"):
+        return None
+    assert out.unit_id is not None and out.lease_id is not None and out.expires_at is not None
+    now = ctx.now()
+    try:
+        with ctx.transaction() as tx:
+            s = tx.session
+            unit = crud.get_unit(s, unit_id=out.unit_id)
+            assert unit is not None, f"Redis queued unit {out.unit_id} that the database does not have"
+            rnd = s.get(Round, unit.round_id)
+            job = crud.get_job(s, job_id=job_id)
+            assert rnd is not None and job is not None
+            if out.status == "granted":
+                crud.create_lease(s, lease_id=out.lease_id, unit_id=unit.id, worker=worker, now=now,
+                                  expires_at=out.expires_at)
+                crud.mark_unit_leased(s, unit_id=unit.id, lease_id=out.lease_id)
+                crud.touch_worker(s, address=worker, now=now)
+                tx.emit("lease.granted", job_id, {"lease_id": out.lease_id, "unit_id": unit.id, "round": unit.round,
+                                                  "unit": unit.index, "worker": worker}, now=now)
+            grant = _grant(job, rnd, unit, out.lease_id, out.expires_at, ttl)
+    except BaseException:
+        if out.status == "granted":  # undo in Redis what the database could not record
+            ctx.leases.release(lease_id=out.lease_id, worker=worker)
+        raise
+    return grant
+
+
+def _raise_for(ans: LeaseAnswer, *, lease_id: str, worker: str) -> None:
+    if ans.status == "ok":
+        return
+    if ans.status == "unknown":
+        raise NotFoundError(f"lease {lease_id} is not live: it ended (result submitted, released, or expired and "
+                            "reaped) or never existed; claim a new unit")
+    if ans.status == "not_holder":
+        raise ForbiddenError(f"lease {lease_id} is held by {ans.value}, not by {worker}")
+    if ans.status == "expired":
+        raise GoneError(f"lease {lease_id} expired at {int(ans.value) / 1000:.3f} (unix s); unit {ans.unit_id} went "
+                        "back to the queue; heartbeat more often than the lease TTL and claim again")
+    if ans.status == "wrong_unit":
+        raise ConflictError(f"lease {lease_id} is for unit {ans.unit_id}, not this one")
+    if ans.status == "state_submitting":
+        raise ConflictError(f"lease {lease_id} has already submitted its result, which is being verified")
+    raise ConflictError(f"lease {lease_id}: {ans.status}")
+
+
+def heartbeat(ctx: Context, *, worker: str, lease_id: str) -> LeaseStatus:
+    ans = ctx.leases.heartbeat(lease_id=lease_id, worker=worker, ttl_s=ctx.settings.lease_ttl_s)
+    if ans.status == "expired":  # the script reaped it: record that
+        record_reaped(ctx, [(lease_id, ans.unit_id or 0)])
+    _raise_for(ans, lease_id=lease_id, worker=worker)
+    assert ans.unit_id is not None
+    return LeaseStatus(lease_id=lease_id, unit_id=ans.unit_id, expires_at=int(ans.value) / 1000.0)
+
+
+def release(ctx: Context, *, worker: str, lease_id: str) -> None:
+    """Give the unit back before the lease expires (the worker cannot finish it)."""
+    ans = ctx.leases.release(lease_id=lease_id, worker=worker)
+    if ans.status == "expired":
+        record_reaped(ctx, [(lease_id, ans.unit_id or 0)])
+    _raise_for(ans, lease_id=lease_id, worker=worker)
+    now = ctx.now()
+    with ctx.transaction() as tx:
+        crud.end_leases(tx.session, lease_ids=[lease_id], reason="released", now=now)
+        crud.set_unit_status(tx.session, unit_ids=[ans.unit_id or 0], status="queued", only_if_lease=lease_id,
+                             current_lease=None)
+        unit = crud.get_unit(tx.session, unit_id=ans.unit_id or 0)
+        tx.emit("lease.released", unit.job_id if unit else None, {"lease_id": lease_id, "unit_id": ans.unit_id}, now=now)
+
+
+def sweep(ctx: Context) -> None:
+    """One pass of the background sweeper: reap expired leases of active jobs, re-seed a
+    round whose queue Redis lost, close or extend rounds past their deadline."""
+    with ctx.transaction() as tx:
+        jobs = [(j, crud.get_job(tx.session, job_id=j).current_round) for j in crud.active_job_ids(tx.session)]  # type: ignore[union-attr]
+    for job_id, current in jobs:
+        if not ctx.leases.is_seeded(job_id=job_id, round=current):
+            seed_round(ctx, job_id=job_id, round=current)
+        record_reaped(ctx, ctx.leases.reap(job_id=job_id))
+    sweep_deadlines(ctx)

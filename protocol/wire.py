@@ -1,0 +1,181 @@
+"""Request and response bodies of the coordinator's HTTP API (docs/coordinator.md).
+
+Shared by the coordinator (which serves them), the worker and the verifier (which call
+it), so the three can never disagree about a field. Torch-free pydantic models; every
+model forbids unknown keys so a typo is a 422, not a silently ignored field.
+
+Conventions: digests are `0x` + 64 lower-case hex digits (upper case is accepted and
+lower-cased); addresses are EIP-55 checksummed on output; times are unix seconds
+(float); token amounts are decimal strings; `job_id` is the on-chain job id.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from eth_utils import is_address, to_checksum_address
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Hash32", "Address", "SignatureHex", "LeaseId",
+    "ErrorBody", "BlobReceipt", "JobRegistration", "JobView", "RoundView", "UnitView",
+    "UnitInputs", "LeaseGrant", "LeaseStatus", "ResultSubmission", "ResultReceipt", "ResultView",
+    "EventMessage", "HealthView",
+]
+
+MAX_SNAPSHOTS = 100_000  # spec caps H at 1e6 and snapshot_interval >= 1; 1e5 blobs per unit is plenty
+
+
+def _lower_hash(v: str) -> str:
+    return v.lower()
+
+
+def _checksum(v: str) -> str:
+    if not is_address(v):
+        raise ValueError(f"not a 20-byte hex address: {v[:60]!r}")
+    return to_checksum_address(v)
+
+
+Hash32 = Annotated[str, Field(pattern=r"^0[xX][0-9a-fA-F]{64}$", examples=["0x" + "ab" * 32]),
+                   AfterValidator(_lower_hash)]
+Address = Annotated[str, Field(min_length=40, max_length=42), AfterValidator(_checksum)]
+SignatureHex = Annotated[str, Field(pattern=r"^0[xX][0-9a-fA-F]{130}$", description="65 bytes r ++ s ++ v")]
+LeaseId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", description="32 lower-case hex characters")]
+Uint256 = Annotated[int, Field(ge=0, lt=2**256)]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ErrorBody(_Wire):
+    """Every 4xx/5xx answer: `detail` says what was wrong and what to do."""
+
+    detail: str | list[dict[str, Any]]
+
+
+class HealthView(_Wire):
+    status: Literal["ok"]
+    db_revision: str
+    chain_id: int
+
+
+class BlobReceipt(_Wire):
+    sha256: Hash32
+    size: int = Field(description="bytes")
+    created: bool = Field(description="false when the blob was already stored (idempotent re-upload)")
+
+
+class JobRegistration(_Wire):
+    """Register a job that exists on chain. `spec` is the job spec as a JSON object
+    (protocol.spec.JobSpec); the SHA-256 of its canonical bytes must equal the on-chain specHash."""
+
+    job_id: Uint256
+    spec: dict[str, Any]
+
+
+class RoundView(_Wire):
+    round: int
+    status: Literal["open", "complete", "quorum", "cancelled"]
+    checkpoint: Hash32 | None = Field(description="global checkpoint blob G_r; null for round 0 = init from spec seed")
+    units: int
+    accepted: int
+    opened_at: float
+    deadline: float
+    closed_at: float | None
+    committed_root: Hash32 | None
+    commit_tx: Hash32 | None
+
+
+class JobView(_Wire):
+    job_id: int
+    spec_hash: Hash32
+    spec_blob: Hash32 = Field(description="blob holding the canonical spec JSON (GET /blobs/<hash>)")
+    owner: Address
+    status: Literal["active", "awaiting_aggregation", "complete", "held"]
+    hold_reason: str | None
+    rounds: int
+    units_per_round: int
+    current_round: int
+    registered_at: float
+
+
+class UnitView(_Wire):
+    unit_id: int
+    job_id: int
+    round: int
+    unit: int = Field(description="slot index k within the round")
+    status: Literal["queued", "leased", "verifying", "accepted", "cancelled"]
+    attempts: int
+    lease_id: LeaseId | None
+
+
+class UnitInputs(_Wire):
+    checkpoint: Hash32 | None = Field(description="round's global checkpoint blob; null = initialise from the spec seed")
+    slot_state: Hash32 | None = Field(description="slot k's inner optimizer state blob; null = fresh optimizer")
+
+
+class LeaseGrant(_Wire):
+    lease_id: LeaseId
+    unit_id: int
+    job_id: int
+    round: int
+    unit: int = Field(description="slot index k within the round")
+    spec_hash: Hash32
+    inputs: UnitInputs
+    expires_at: float = Field(description="unix seconds; heartbeat before then")
+    ttl_s: float
+
+
+class LeaseStatus(_Wire):
+    lease_id: LeaseId
+    unit_id: int
+    expires_at: float
+
+
+class ResultSubmission(_Wire):
+    """A signed unit result. The signature is the worker's EIP-712 `WorkResult` signature
+    (protocol.eip712) over (job_id, round, unit, input_hash, output_hash, trace_root); the
+    output blob is `output_hash` itself; every blob must be uploaded before submitting."""
+
+    lease_id: LeaseId
+    input_hash: Hash32
+    output_hash: Hash32
+    trace_root: Hash32
+    trace_blob: Hash32
+    snapshot_blobs: list[Hash32] = Field(max_length=MAX_SNAPSHOTS)
+    signature: SignatureHex
+
+
+class ResultReceipt(_Wire):
+    result_id: int
+    unit_id: int
+    verdict: Literal["accepted", "rejected"]
+    reason: str
+    round_status: Literal["open", "complete", "quorum", "cancelled"]
+
+
+class ResultView(_Wire):
+    result_id: int
+    unit_id: int
+    worker: Address
+    lease_id: LeaseId
+    input_hash: Hash32
+    output_hash: Hash32
+    trace_root: Hash32
+    trace_blob: Hash32
+    snapshot_blobs: list[Hash32]
+    result_hash: Hash32 = Field(description="EIP-712 WorkResult digest (the round leaf's resultHash)")
+    signature: SignatureHex
+    verdict: Literal["accepted", "rejected"]
+    reason: str
+    evidence_blob: Hash32 | None
+    submitted_at: float
+
+
+class EventMessage(_Wire):
+    """One entry of the live event stream (`GET /events`, server-sent events)."""
+
+    id: str = Field(description="Redis stream id, usable as Last-Event-ID")
+    kind: str
+    job_id: int | None
+    data: dict[str, Any]
