@@ -121,6 +121,7 @@ def deploy_cmd(
     jury_size: Annotated[Optional[int], typer.Option()] = None,
     commit_period: Annotated[Optional[int], typer.Option(help="seconds")] = None,
     reveal_period: Annotated[Optional[int], typer.Option(help="seconds")] = None,
+    connect_deadline: Annotated[float, typer.Option(help="seconds to keep retrying an unreachable RPC URL")] = 5.0,
 ) -> None:
     """Deploy to any RPC URL with a key from --keystore or $CROWDTRAIN_PRIVATE_KEY."""
     from dataclasses import replace
@@ -133,7 +134,7 @@ def deploy_cmd(
     try:
         signer = load_signer(keystore=keystore, password_file=password_file)
         console.print(f"deployer {signer.address} (key from {signer.source})")
-        client = ChainClient(rpc_url, signer)
+        client = ChainClient(rpc_url, signer, connect_deadline=connect_deadline)
         decimals = 18
         if token:
             decimals = TokenApi(client, token).decimals()
