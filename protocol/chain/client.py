@@ -35,6 +35,7 @@ from protocol.chain.keys import Signer, account_from_private_key
 T = TypeVar("T")
 # What a flaky or starting endpoint throws; anything else is a real error and propagates.
 RETRYABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
+LOG_CHUNK_BLOCKS = 10_000
 GAS_MARGIN = 1.25  # estimate * margin: state can move between estimation and inclusion
 
 
@@ -263,14 +264,22 @@ class ChainClient:
         return out
 
     def get_events(self, address: str | list[str], *, from_block: int = 0, to_block: int | str = "latest",
-                   name: str | None = None) -> list[DecodedEvent]:
-        """Decoded events emitted by `address` in [from_block, to_block], optionally only `name`."""
-        addrs = [address] if isinstance(address, str) else address
-        flt: dict[str, Any] = {"address": [to_checksum_address(a) for a in addrs],
-                               "fromBlock": from_block, "toBlock": to_block}
-        logs = self._retry(lambda: self.w3.eth.get_logs(flt), what="eth_getLogs")  # type: ignore[arg-type]
-        evs = self.decode_logs(logs)
-        return [e for e in evs if name is None or e.name == name]
+                   name: str | None = None, chunk: int = LOG_CHUNK_BLOCKS) -> list[DecodedEvent]:
+        """Decoded events emitted by `address` in blocks [from_block, to_block], optionally only `name`.
+
+        Queried `chunk` blocks at a time: public RPCs cap eth_getLogs ranges (often 10k blocks).
+        """
+        addrs = [to_checksum_address(a) for a in ([address] if isinstance(address, str) else address)]
+        last = self.block_number() if to_block == "latest" else int(to_block)
+        out: list[DecodedEvent] = []
+        start = from_block
+        while start <= last:
+            end = min(start + chunk - 1, last)
+            flt: dict[str, Any] = {"address": addrs, "fromBlock": start, "toBlock": end}
+            logs = self._retry(lambda: self.w3.eth.get_logs(flt), what="eth_getLogs")  # type: ignore[arg-type]
+            out.extend(e for e in self.decode_logs(logs) if name is None or e.name == name)
+            start = end + 1
+        return out
 
     # -- deployment and contract facades ---------------------------------------------
     def use_deployment(self, deployment: Deployment | None = None) -> Deployment:

@@ -85,6 +85,9 @@ def test_event_and_client_guards(actors: Any, helpers: Any) -> None:
     job = h.post_job(a)
     posted = a.owner.market.events("JobPosted")
     assert [e.args["jobId"] for e in posted] == [job] and posted[0].args["owner"] == a.owner.address
+    # Chunked log queries (public RPCs cap eth_getLogs ranges) see the same events.
+    all_events = a.owner.get_events(a.owner.market.address)
+    assert a.owner.get_events(a.owner.market.address, chunk=2) == all_events and len(all_events) > 1
     tx = a.owner.market.top_up(job, 5)
     with pytest.raises(ChainError, match="emitted no DisputeOpened event"):
         tx.event("DisputeOpened")
