@@ -159,3 +159,33 @@ def test_claim_twice_and_unstake_flow(actors: Any, helpers: Any) -> None:
     w.market.withdraw_stake(Role.WORKER)
     assert a.owner.token.balance_of(w.address) == before + staked
     h.assert_books_balance(a, [(job, 0)], [job])
+
+
+def test_unruled_dispute_times_out_as_no_decision(actors: Any, helpers: Any) -> None:
+    """Jurors never vote: after disputeTimeout anyone closes it as ruling 0 (bond back, leaf payable)."""
+    a, h, ONE = actors, helpers, helpers.ONE
+    m = a.owner.market
+    supply_before = h.total_tokens(a)
+    job = h.post_job(a)
+    h.stake_everyone(a)
+    rnd = h.commit_round(a, job, amounts=(40 * ONE, 60 * ONE))
+    challenger = a.verifiers[1]
+    dispute_id, tx = challenger.market.challenge(rnd.evidence(1, step=0))  # step 0: no previous leaf
+    arb_id = tx.event("DisputeOpened").args["arbiterDisputeId"]
+    with pytest.raises(error_class("MarketDisputeNotTimedOut")):
+        a.deployer.market.timeout_dispute(dispute_id)
+    a.advance(m.params()["disputeTimeout"])
+    a.deployer.market.timeout_dispute(dispute_id)
+    d = m.get_dispute(dispute_id)
+    assert d["status"] == DisputeStatus.TIMED_OUT and d["ruling"] == Ruling.NO_DECISION
+    assert m.payout_of(challenger.address) == d["bond"]
+    assert m.leaf_status(rnd.units[1].leaf.hash()) == LeafStatus.UPHELD
+    # The jury can no longer rule: the market's own error comes back through the arbiter.
+    with pytest.raises(error_class("MarketDisputeNotOpen")):
+        a.owner.jury.resolve(arb_id)
+    m.finalize_round(job, 0)
+    for i in range(2):
+        m.claim(rnd.units[i].leaf, rnd.proof(i))
+    challenger.market.withdraw_payout()
+    h.assert_books_balance(a, [(job, 0)], [job])
+    assert h.total_tokens(a) == supply_before
