@@ -117,7 +117,9 @@ class LocalChain:
         if self.block_time:
             cmd += ["--block-time", str(self.block_time)]
         with open(self.log_path, "wb") as log:
+            # Own session: a terminal's Ctrl-C reaches only us, and we stop anvil in order.
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True,
                                          preexec_fn=_pdeathsig if sys.platform == "linux" else None)
         atexit.register(self.stop)
         try:

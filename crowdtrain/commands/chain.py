@@ -76,6 +76,7 @@ def _wait_for_interrupt(net: "object") -> None:
 
     assert isinstance(net, LocalMarket)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill PID` stops anvil cleanly too
+    signal.signal(signal.SIGINT, _raise_interrupt)  # also when started in the background (SIGINT ignored)
     console.print(f"[green]local chain running at {net.rpc_url}[/] (Ctrl-C to stop)")
     try:
         while net.chain.proc is not None and net.chain.proc.poll() is None:
