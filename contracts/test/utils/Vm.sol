@@ -20,6 +20,7 @@ interface Vm {
 
     function recordLogs() external;
     function getRecordedLogs() external returns (Log[] memory logs);
+    function deal(address account, uint256 newBalance) external;
     function warp(uint256 newTimestamp) external;
     function roll(uint256 newHeight) external;
     function prevrandao(bytes32 newPrevrandao) external;
