@@ -162,6 +162,50 @@ class Replayer:
         return ""
 
 
+def commitment_problems(spec: JobSpec, claim: Claim, trace: Trace, output_blob: bytes) -> list[str]:
+    """Do the uploaded trace and output blob match the signed fields? ([] when they do)."""
+    problems = []
+    if (trace.round, trace.unit) != (claim.round, claim.unit):
+        problems.append(f"trace is for unit ({trace.round}, {trace.unit}), the claim for ({claim.round}, {claim.unit})")
+    if len(trace.leaves) != spec.inner_steps:
+        problems.append(f"trace has {len(trace.leaves)} leaves, the job has H = {spec.inner_steps} steps")
+    elif trace.root != claim.trace_root:
+        problems.append("trace does not hash to the signed traceRoot (changed after signing?)")
+    if trace.input_hash != claim.input_hash:
+        problems.append("trace's input hash differs from the signed inputHash")
+    if sha256(output_blob) != claim.output_hash:
+        problems.append("output blob does not hash to the signed outputHash (changed after signing?)")
+    return problems
+
+
+def check_upload(spec: JobSpec, claim: Claim, trace: Trace, snapshots: SnapshotSource,
+                 output_blob: bytes) -> list[str]:
+    """The coordinator's intake check, no training: `commitment_problems` plus every snapshot
+    s = 0, k, ..., H present, readable and matching its committed digest. [] = accept upload.
+    """
+    problems = commitment_problems(spec, claim, trace, output_blob)
+    if problems:
+        return problems
+    for s in range(0, spec.inner_steps + 1, spec.verification.snapshot_interval):
+        blob = snapshots(s) if callable(snapshots) else snapshots.get(s)
+        if blob is None:
+            problems.append(f"snapshot {s} is missing")
+            continue
+        try:
+            st = from_blob(blob, STATE)
+        except StateError as e:
+            problems.append(f"snapshot {s} is unreadable: {e}")
+            continue
+        if state_digest(st) != trace.state_before(s):
+            problems.append(f"snapshot {s} does not match the committed digest "
+                            f"({'inputHash' if s == 0 else f'leaf {s - 1}'})")
+    try:
+        from_blob(output_blob, OUTPUT)
+    except StateError as e:
+        problems.append(f"output blob: {e}")
+    return problems
+
+
 def verify_unit(spec: JobSpec, dataset: Dataset, claim: Claim, trace: Trace, snapshots: SnapshotSource,
                 output_blob: bytes, global_ckpt: BlobLike, slot_state: BlobLike | None, *,
                 sample_seed: bytes, segments: list[int] | None = None, device: str | None = None) -> Verdict:
@@ -176,17 +220,7 @@ def verify_unit(spec: JobSpec, dataset: Dataset, claim: Claim, trace: Trace, sna
         raise ReplayError(f"exact mode replays need torch threads = {spec.threads} (the spec's), this "
                           f"process has {torch.get_num_threads()}; call set_determinism(seed, {spec.threads}, device)")
     H, k = spec.inner_steps, spec.verification.snapshot_interval
-    problems = []
-    if (trace.round, trace.unit) != (claim.round, claim.unit):
-        problems.append(f"trace is for unit ({trace.round}, {trace.unit}), the claim for ({claim.round}, {claim.unit})")
-    if len(trace.leaves) != H:
-        problems.append(f"trace has {len(trace.leaves)} leaves, the job has H = {H} steps")
-    elif trace.root != claim.trace_root:
-        problems.append("trace does not hash to the signed traceRoot (changed after signing?)")
-    if trace.input_hash != claim.input_hash:
-        problems.append("trace's input hash differs from the signed inputHash")
-    if sha256(output_blob) != claim.output_hash:
-        problems.append("output blob does not hash to the signed outputHash (changed after signing?)")
+    problems = commitment_problems(spec, claim, trace, output_blob)
     if problems:
         return Verdict(False, tuple(problems), None, seconds=time.perf_counter() - t0)
 
