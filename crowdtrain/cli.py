@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from crowdtrain.commands import chain, dataset
+from crowdtrain.commands import chain, dataset, train
 
 app = typer.Typer(
     name="crowdtrain",
@@ -14,6 +14,8 @@ app = typer.Typer(
 app.command("demo", help="Bring up a local chain, deploy the market and run the end-to-end demo.")(chain.demo)
 app.add_typer(chain.app, name="chain")
 app.add_typer(dataset.app, name="dataset")
+app.add_typer(train.app, name="train")
+app.command("calibrate", help="Alias of `crowdtrain train calibrate`.")(train.calibrate)
 
 
 if __name__ == "__main__":
