@@ -39,10 +39,22 @@ async def put_blob(sha256: BlobHashPath, request: Request, response: Response, c
     return BlobReceipt(sha256=digest, size=size, created=created)
 
 
-@router.api_route("/{sha256}", methods=["GET", "HEAD"], response_class=FileResponse,
-                  responses={200: {"content": {"application/octet-stream": {}}}, 404: {"model": ErrorBody}})
+GET_RESPONSES: dict[int | str, dict] = {200: {"content": {"application/octet-stream": {}}}, 404: {"model": ErrorBody}}
+
+
+@router.get("/{sha256}", response_class=FileResponse, responses=GET_RESPONSES)
 def get_blob(sha256: BlobHashPath, request: Request, ctx: ContextDep) -> Response:
-    """Stream a blob; `ETag` is its quoted SHA-256, `If-None-Match` answers 304."""
+    """Stream a blob (Range requests allowed); `ETag` is its quoted SHA-256, `If-None-Match` answers 304."""
+    return _serve(sha256, request, ctx)
+
+
+@router.head("/{sha256}", response_class=FileResponse, responses=GET_RESPONSES)
+def head_blob(sha256: BlobHashPath, request: Request, ctx: ContextDep) -> Response:
+    """Size (Content-Length) and ETag of a blob without its bytes."""
+    return _serve(sha256, request, ctx)
+
+
+def _serve(sha256: str, request: Request, ctx: ContextDep) -> Response:
     digest = normalize_digest(sha256)
     path = ctx.blobs.path(digest)
     if not path.is_file():
