@@ -19,7 +19,7 @@ import anyio
 from fastapi import FastAPI
 
 from coordinator.api.errors import BodySizeLimit, install_error_handlers
-from coordinator.api.routes import blobs, events, health, jobs, leases, units
+from coordinator.api.routes import agents, blobs, events, health, jobs, leases, units
 from coordinator.blobs import BlobStore
 from coordinator.chain import ChainGateway, MarketGateway
 from coordinator.context import Context
@@ -98,4 +98,5 @@ def create_app(settings: Settings | None = None, *, gateway: ChainGateway | None
     app.add_middleware(BodySizeLimit, limit=settings.max_json_bytes)
     for r in (health.router, blobs.router, jobs.router, leases.router, units.router, events.router):
         app.include_router(r)
+    app.include_router(agents.router)  # agents' additions (routes/agents.py)
     return app

@@ -179,3 +179,17 @@ class EventMessage(_Wire):
     kind: str
     job_id: int | None
     data: dict[str, Any]
+
+
+# ---- agents' additions (worker / verifier / model owner; coordinator/api/routes/agents.py) ----
+
+class CoordinatorInfo(_Wire):
+    """`GET /info`: what a model owner needs to post a job this coordinator will settle."""
+
+    chain_id: int
+    market_address: Address
+    coordinator_address: Address | None = Field(description="the address this coordinator commits rounds from "
+                                                "(a job's `coordinator`); null when not configured")
+
+
+__all__ += ["CoordinatorInfo"]
