@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from protocol.hashing import sha256
@@ -79,3 +80,24 @@ def test_exact_mode_is_bit_for_bit_across_processes(dataset, dataset_dir: Path, 
         set_determinism(spec.seed, spec.threads, spec.device)
         res = run_unit(spec, dataset, 0, 1, initial_global_blob(spec))
         assert out == [res.trace_root.hex(), res.output_hash.hex(), res.input_hash.hex()], model
+
+
+@pytest.mark.slow
+def test_demo_gpt_unit_records_and_verifies(dataset) -> None:
+    """The demo's GPT (examples/demo.toml) on the test data, H shortened to 20."""
+    from protocol.spec import load_spec, spec_from_dict
+    from training.state import state_digest as digest
+
+    demo = load_spec(Path(__file__).parents[2] / "examples" / "demo.toml")
+    spec = spec_from_dict({**demo.model_dump(mode="json"), "dataset": "0x" + dataset.hash.hex(),
+                           "inner_steps": 20})
+    set_determinism(spec.seed, spec.threads, spec.device)
+    g = initial_global_blob(spec)
+    res = run_unit(spec, dataset, 0, 0, g)
+    t = res.timing
+    print(f"demo GPT, 20 steps: {t['total']:.2f} s, recording {t['record'] / t['total']:.1%}")
+    assert res.losses[-1] < res.losses[0]
+    assert digest(from_blob(res.snapshots[20])) == res.trace.leaves[-1].state_digest
+    v = verify_unit(spec, dataset, Claim.of(res), res.trace, res.snapshots, res.output_blob, g, None,
+                    sample_seed=b"demo")
+    assert v.accepted and len(v.segments) >= 1, v.reasons
