@@ -8,13 +8,14 @@ by itself (lease held, blobs stored, signature recovers to the caller). Implemen
   root is the signed `traceRoot`; there are H/k + 1 snapshots (`snapshot_blobs[j]` holds
   S_{j*k}) and they and the output blob are safetensors of the right `format`. A result
   that fails any of these is rejected with the reason. It does not prove the work was done.
-- `ReplayIntake`: the structural checks, then training's replay of sampled segments
-  (`training.replay.verify_unit`) once the training engine provides it.
+- `TrainingIntake` (coordinator/training_intake.py): the structural checks, then the
+  training engine's checks in a process pool: replay of sampled segments
+  (`training.replay.verify_unit`) or the upload check (`check_upload`).
 - `NotConfiguredIntake`: refuses with a clear error (HTTP 503) so nothing is accepted
-  unverified by accident.
+  unverified by accident; the default where torch is not installed.
 
-`default_intake()` picks ReplayIntake when training's verifier is importable, otherwise
-NotConfiguredIntake; StructuralIntake alone is only ever injected explicitly (tests, bench).
+`default_intake(settings)` builds the TrainingIntake; StructuralIntake alone is only ever
+injected explicitly (tests, bench).
 """
 from __future__ import annotations
 
@@ -22,10 +23,13 @@ import json
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from coordinator.errors import UnavailableError
 from protocol.spec import JobSpec
+
+if TYPE_CHECKING:
+    from coordinator.core.config import Settings
 
 
 class IntakeNotConfiguredError(UnavailableError):
@@ -65,8 +69,8 @@ class Intake(Protocol):
 class NotConfiguredIntake:
     def verify(self, submission: UnitSubmission) -> Verdict:
         raise IntakeNotConfiguredError(
-            "this coordinator has no result verifier configured (training.replay.verify_unit is not "
-            "available), so results cannot be judged yet; nothing was recorded, keep the blobs and retry later")
+            "this coordinator has no result verifier (the training engine needs torch, which is not "
+            "installed here), so results cannot be judged; nothing was recorded, keep the blobs and retry later")
 
 
 MAX_TRACE_BYTES = 256 << 20  # a trace leaf is ~250 bytes of JSON; H <= 1e6
@@ -126,20 +130,13 @@ class StructuralIntake:
         return Verdict(True, "structure and hashes verified (trace root, snapshot count and formats); no replay")
 
 
-class ReplayIntake(StructuralIntake):
-    """Structural checks, then training's replay of sampled segments."""
+def default_intake(settings: "Settings") -> Intake:
+    """TrainingIntake in `settings.intake` mode; NotConfiguredIntake where torch is absent."""
+    import importlib.util
 
-    def __init__(self, verify_unit: Callable[[UnitSubmission], Verdict]) -> None:
-        self._verify_unit = verify_unit
-
-    def verify(self, s: UnitSubmission) -> Verdict:
-        v = super().verify(s)
-        return v if not v.accepted else self._verify_unit(s)
-
-
-def default_intake() -> Intake:
-    try:
-        from training.replay import verify_unit  # type: ignore[import-not-found,attr-defined]
-    except ImportError:
+    if importlib.util.find_spec("torch") is None:
         return NotConfiguredIntake()
-    return ReplayIntake(verify_unit)
+    from coordinator.training_intake import TrainingIntake
+
+    return TrainingIntake(mode=settings.intake, datasets_dir=settings.resolved_datasets_dir,
+                          processes=settings.verify_processes, timeout_s=0.9 * settings.verify_timeout_s)

@@ -56,7 +56,7 @@ def build_context(settings: Settings, *, gateway: ChainGateway | None = None, in
         leases=LeaseManager(handles.sync, p), blobs=BlobStore(settings.resolved_blob_dir, max_bytes=settings.max_blob_bytes),
         bus=EventBus(handles.sync, p), nonces=NonceStore(handles.sync, p),
         limiter=RateLimiter(handles.sync, p, limit=settings.rate_limit_requests, window_s=settings.rate_limit_window_s),
-        gateway=gw, intake=intake or default_intake(), db_revision=revision,
+        gateway=gw, intake=intake or default_intake(settings), db_revision=revision,
     )
 
 
@@ -86,6 +86,9 @@ def create_app(settings: Settings | None = None, *, gateway: ChainGateway | None
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            close = getattr(ctx.intake, "close", None)
+            if close is not None:
+                close()
             await ctx.redis.aio.aclose()
             ctx.redis.close()
             ctx.engine.dispose()

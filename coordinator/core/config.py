@@ -8,6 +8,7 @@ RPC URL. Each swaps for its production peer by setting one variable (docs/coordi
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from eth_utils import is_address, to_checksum_address
 from pydantic import Field, field_validator
@@ -44,6 +45,12 @@ class Settings(BaseSettings):
     min_worker_stake: int | None = Field(None, ge=0, description="override of the Market's minimum worker stake (base units)")
     chain_cache_ttl_s: float = Field(10.0, ge=0, description="stake and job look-ups are cached this long")
 
+    intake: Literal["replay", "upload_check"] = Field("replay", description="how results are judged: replay sampled "
+                                                     "segments (needs the dataset) or check the upload only")
+    datasets_dir: Path | None = Field(None, description="packed datasets by hash: <dir>/<0x dataset hash>/manifest.json; "
+                                      "default <data_dir>/datasets")
+    verify_processes: int = Field(1, ge=1, le=256, description="processes that replay results in parallel")
+
     auto_migrate: bool = Field(False, description="apply pending migrations at start instead of refusing to start")
 
     @field_validator("market_address", "coordinator_address")
@@ -67,3 +74,7 @@ class Settings(BaseSettings):
     @property
     def resolved_blob_dir(self) -> Path:
         return self.blob_dir or self.data_dir / "blobs"
+
+    @property
+    def resolved_datasets_dir(self) -> Path:
+        return self.datasets_dir or self.data_dir / "datasets"

@@ -1,0 +1,121 @@
+"""The coordinator judging real training: a worker trains units with the training engine,
+uploads and signs them; the TrainingIntake replays sampled segments in a spawned process.
+An honest unit is accepted; a unit that skipped steps is rejected and the evidence the
+replay produced is stored as a blob that training's `Evidence` reads back."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import sysconfig
+
+from coordinator.core.config import Settings
+from coordinator.training_intake import TrainingIntake
+from protocol.eip712 import WorkResult, sign_work_result
+from protocol.hashing import to_hex
+from tests.coordinator.helpers import Env, make_accounts, sha, spec_of
+
+
+@pytest.fixture(params=["sqlite"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'c.sqlite3'}"
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A small real dataset: this Python's json package sources, packed by training.data."""
+    from training.data import pack_paths
+
+    root = tmp_path_factory.mktemp("datasets")
+    tmp = root / "staging"
+    digest = pack_paths([Path(sysconfig.get_paths()["stdlib"]) / "json"], tmp)
+    final = root / to_hex(digest)
+    tmp.rename(final)
+    return root, to_hex(digest)
+
+
+def _env(settings: Settings, gateway: Any, mode: str, datasets: Path) -> Any:
+    intake = TrainingIntake(mode=mode, datasets_dir=datasets, processes=1, timeout_s=300)  # type: ignore[arg-type]
+    accounts = make_accounts(3)
+    for a in accounts:
+        gateway.stakes[a.address] = 1_000
+    return Env.start(settings, gateway, intake, accounts)
+
+
+def _upload_and_submit(env: Env, key: Any, grant: dict[str, Any], res: Any) -> Any:
+    snaps = [res.snapshots[s] for s in sorted(res.snapshots)]
+    for data in (res.trace_json(), res.output_blob, *snaps):
+        assert env.put_blob(key, data).status_code in (200, 201)
+    wr = WorkResult(job_id=grant["job_id"], round=res.round, unit=res.unit, input_hash=res.input_hash,
+                    output_hash=res.output_hash, trace_root=res.trace_root)
+    sig = sign_work_result(key, wr, chain_id=env.gateway.chain_id, verifying_contract=env.gateway.market_address)
+    body = {"lease_id": grant["lease_id"], "input_hash": to_hex(res.input_hash), "output_hash": to_hex(res.output_hash),
+            "trace_root": to_hex(res.trace_root), "trace_blob": sha(res.trace_json()),
+            "snapshot_blobs": [sha(s) for s in snaps], "signature": "0x" + sig.hex()}
+    return env.submit(key, grant["unit_id"], body)
+
+
+@pytest.fixture
+def trained(packed: tuple[Path, str]) -> Iterator[dict[str, Any]]:
+    from training.adversary import Fault, run_dishonest_unit
+    from training.data import load_dataset
+    from training.determinism import set_determinism
+    from training.outer import initial_global_blob
+    from training.unit import run_unit
+
+    root, dataset_hash = packed
+    spec = spec_of(dataset=dataset_hash, inner_steps=8, units_per_round=2, rounds=1, threads=1,
+                   verification={"snapshot_interval": 2, "segments": 4})
+    ds = load_dataset(root / dataset_hash, expected_hash=dataset_hash)
+    set_determinism(spec.seed, spec.threads)
+    g0 = initial_global_blob(spec)
+    yield {"spec": spec, "honest": lambda k: run_unit(spec, ds, 0, k, g0),
+           "cheat": lambda k: run_dishonest_unit(Fault.SKIP_STEPS, spec, ds, 0, k, g0)}
+
+
+@pytest.mark.slow
+def test_replay_accepts_honest_and_rejects_skipped_steps_with_evidence(
+        settings: Settings, gateway: Any, packed: tuple[Path, str], trained: dict[str, Any]) -> None:
+    from training.evidence import Evidence
+
+    spec = trained["spec"]
+    with _env(settings, gateway, "replay", packed[0]) as env:
+        env.register(7, spec)
+        k0, k1 = env.accounts[:2]
+        g0, g1 = env.claim(k0).json(), env.claim(k1).json()
+        honest = _upload_and_submit(env, k0, g0, trained["honest"](g0["unit"]))
+        assert honest.status_code == 200, honest.text
+        assert honest.json()["verdict"] == "accepted" and "replayed segments" in honest.json()["reason"]
+        cheat = _upload_and_submit(env, k1, g1, trained["cheat"](g1["unit"]))
+        assert cheat.status_code == 200, cheat.text
+        assert cheat.json()["verdict"] == "rejected"
+        view = env.client.get(f"/results/{cheat.json()['result_id']}").json()
+        ev = Evidence.from_json(env.client.get(f"/blobs/{view['evidence_blob']}").content)
+        assert ev.kind == "step" and ev.proofs_valid()
+        assert env.client.get(f"/units/{g1['unit_id']}").json()["status"] == "queued"
+
+
+@pytest.mark.slow
+def test_upload_check_mode_and_missing_dataset_is_503(settings: Settings, gateway: Any, tmp_path: Path,
+                                                      packed: tuple[Path, str], trained: dict[str, Any]) -> None:
+    spec = trained["spec"]
+    with _env(settings, gateway, "replay", tmp_path / "no-datasets") as env:
+        env.register(7, spec)
+        k0 = env.accounts[0]
+        g0 = env.claim(k0).json()
+        res = trained["honest"](g0["unit"])
+        before = env.state()
+        r = _upload_and_submit(env, k0, g0, res)
+        assert r.status_code == 503 and "is not at" in r.json()["detail"]
+        after = env.state()
+        # the uploads are new blobs; everything else (unit, lease, results) is as before
+        assert after["db"]["units"] == before["db"]["units"] and after["db"]["results"] == before["db"]["results"]
+        assert after["redis"].keys() == before["redis"].keys()
+        assert env.call(k0, "POST", f"/leases/{g0['lease_id']}/heartbeat").status_code == 200
+        env.ctx.intake.close()
+        env.ctx.intake = TrainingIntake(mode="upload_check", datasets_dir=tmp_path / "no-datasets", timeout_s=300)
+        r = _upload_and_submit(env, k0, g0, res)
+        assert r.status_code == 200 and r.json()["verdict"] == "accepted", r.text
+        assert "upload check passed" in r.json()["reason"]
+        env.ctx.intake.close()
