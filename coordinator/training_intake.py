@@ -6,7 +6,9 @@ Modes (settings.intake):
 - `replay` (default): `training.replay.verify_unit`: commitment, the signed inputHash
   against S_0 built from G_r and the slot state, m segments sampled with randomness drawn
   now (after the worker signed) and replayed from their snapshots, and the output blob.
-  Needs the job's dataset at `<datasets_dir>/<dataset hash>/` (`crowdtrain dataset pack`).
+  Needs the job's dataset: a packed directory `<datasets_dir>/<0x dataset hash>/`, which is
+  built (hard links) from the blob store when the owner uploaded the manifest (blob = the
+  spec's `dataset` hash) and its shards, or put there by `crowdtrain dataset pack`.
 - `upload_check`: `training.replay.check_upload` (commitment plus every snapshot's digest)
   and the inputHash check; no replay, no dataset. Cheaper; leaves replay to verifiers.
 Both start with the StructuralIntake checks in the calling process (cheap, torch-free).
@@ -15,9 +17,12 @@ timeout) raises UnavailableError: the API answers 503 and the lease stays the wo
 """
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
+import shutil
 import threading
+import uuid
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
@@ -67,7 +72,7 @@ class TrainingIntake(StructuralIntake):
             "snapshots": [str(s.blob_path(h)) for h in s.snapshot_blobs],
             "checkpoint": str(s.blob_path(s.checkpoint)) if s.checkpoint else None,
             "slot_state": str(s.blob_path(s.slot_state)) if s.slot_state else None,
-            "dataset_dir": str(self.datasets_dir / s.spec.dataset),
+            "dataset_dir": str(self._dataset_dir(s)) if self.mode == "replay" else "",
         }
         try:
             fut: Future[tuple[bool, str, bytes | None]] = self._executor().submit(judge, args)
@@ -81,6 +86,48 @@ class TrainingIntake(StructuralIntake):
         except VerificationUnavailable as e:
             raise UnavailableError(str(e)) from None
         return Verdict(accepted, reason, evidence)
+
+
+    def _dataset_dir(self, s: UnitSubmission) -> Path:
+        """`<datasets_dir>/<hash>`, materialised from the blob store when absent and the
+        manifest blob is stored. Raises UnavailableError naming what is missing."""
+        out = self.datasets_dir / s.spec.dataset
+        if (out / "manifest.json").is_file():
+            return out
+        manifest_path = s.blob_path(s.spec.dataset)
+        if not manifest_path.is_file():
+            raise UnavailableError(f"dataset {s.spec.dataset} is neither at {out} nor in the blob store: the job "
+                                   "owner uploads its manifest and shards (`crowdtrain job post`), or pack it there")
+        try:
+            manifest = json.loads(manifest_path.read_bytes())
+            shards = [(sh["file"], str(sh["sha256"]).lower()) for split in ("train", "val") for sh in manifest.get(split, [])]
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise UnavailableError(f"dataset manifest {s.spec.dataset} is malformed ({e})") from None
+        tmp = self.datasets_dir / f".tmp-{uuid.uuid4().hex}"
+        tmp.mkdir(parents=True)
+        try:
+            _link(manifest_path, tmp / "manifest.json")
+            for name, digest in shards:
+                src = s.blob_path(digest)
+                if Path(name).name != name or name.startswith(".") or not src.is_file():
+                    raise UnavailableError(f"dataset {s.spec.dataset}: shard {name!r} ({digest}) is not in the "
+                                           "blob store or has a bad name; the owner must upload every shard")
+                _link(src, tmp / name)
+            try:
+                os.rename(tmp, out)
+            except OSError:  # another request materialised it first
+                if not (out / "manifest.json").is_file():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return out
+
+
+def _link(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)  # no copy: blobs are immutable
+    except OSError:  # another filesystem
+        shutil.copyfile(src, dst)
 
 
 # ---- runs in the spawned child ---------------------------------------------------------------

@@ -80,7 +80,10 @@ def test_replay_accepts_honest_and_rejects_skipped_steps_with_evidence(
     from training.evidence import Evidence
 
     spec = trained["spec"]
-    with _env(settings, gateway, "replay", packed[0]) as env:
+    with _env(settings, gateway, "replay", settings.data_dir / "datasets") as env:
+        # the dataset reaches the coordinator as blobs (manifest + shards), as an owner uploads it
+        for f in sorted((packed[0] / packed[1]).iterdir()):
+            assert env.put_blob(env.accounts[2], f.read_bytes()).status_code == 201
         env.register(7, spec)
         k0, k1 = env.accounts[:2]
         g0, g1 = env.claim(k0).json(), env.claim(k1).json()
@@ -107,7 +110,7 @@ def test_upload_check_mode_and_missing_dataset_is_503(settings: Settings, gatewa
         res = trained["honest"](g0["unit"])
         before = env.state()
         r = _upload_and_submit(env, k0, g0, res)
-        assert r.status_code == 503 and "is not at" in r.json()["detail"]
+        assert r.status_code == 503 and "is neither at" in r.json()["detail"]
         after = env.state()
         # the uploads are new blobs; everything else (unit, lease, results) is as before
         assert after["db"]["units"] == before["db"]["units"] and after["db"]["results"] == before["db"]["results"]
