@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from crowdtrain.commands import chain, dataset, train
+from crowdtrain.commands import chain, coordinator, dataset, train
 
 app = typer.Typer(
     name="crowdtrain",
@@ -15,6 +15,7 @@ app.command("demo", help="Bring up a local chain, deploy the market and run the 
 app.add_typer(chain.app, name="chain")
 app.add_typer(dataset.app, name="dataset")
 app.add_typer(train.app, name="train")
+app.add_typer(coordinator.app, name="coordinator")
 app.command("calibrate", help="Alias of `crowdtrain train calibrate`.")(train.calibrate)
 
 
