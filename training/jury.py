@@ -48,6 +48,8 @@ def judge(spec: JobSpec, dataset: Dataset, evidence: Evidence, *, global_ckpt: B
     next_snapshot: tolerance mode, S_{i+1} when i ends a segment.
     """
     ev, c = evidence, evidence.claim
+    if not 0 <= ev.anchor_step <= ev.step < spec.inner_steps or ev.anchor_step % spec.verification.snapshot_interval:
+        return Ruling(WORKER_RIGHT, f"malformed evidence: step {ev.step}, anchor {ev.anchor_step}")
     if not ev.proofs_valid():
         return Ruling(WORKER_RIGHT, "the evidence's leaves do not verify against the signed trace root")
     rp = Replayer(spec, dataset, c, None, {}, global_ckpt, slot_state, device=device)

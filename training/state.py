@@ -47,7 +47,8 @@ PARAM, EXP_AVG, EXP_AVG_SQ, STEP, PGRAD, MOMENTUM = (
 Tensors = Mapping[str, torch.Tensor]
 
 
-def _raw(t: torch.Tensor) -> memoryview:
+def raw_bytes(t: torch.Tensor) -> memoryview:
+    """The tensor's elements as little-endian bytes, C order (zero-copy for contiguous CPU tensors)."""
     t = t.detach()
     if t.device.type != "cpu":
         t = t.cpu()  # note: a device->host copy and a sync point
@@ -81,7 +82,7 @@ def canonical_chunks(tensors: Tensors):
     names = sorted_names(tensors)
     yield header_table([(n, tensors[n].dtype, tuple(tensors[n].shape)) for n in names])
     for n in names:
-        yield _raw(tensors[n])
+        yield raw_bytes(tensors[n])
 
 
 def canonical_bytes(tensors: Tensors) -> bytes:
@@ -127,7 +128,7 @@ def to_blob(tensors: Tensors, kind: str) -> bytes:
         t = tensors[n]
         if t.dtype not in ST_DTYPES:
             raise StateError(f"tensor {n!r} has dtype {t.dtype}, which blobs do not store")
-        raw = _raw(t)
+        raw = raw_bytes(t)
         header[n] = {"dtype": ST_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + raw.nbytes]}
         off += raw.nbytes
         parts.append(raw)

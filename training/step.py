@@ -22,7 +22,7 @@ from protocol.spec import JobSpec
 from training.determinism import resolve_device
 from training.models import build_model
 from training import StateError
-from training.state import (EXP_AVG, EXP_AVG_SQ, PARAM, STEP, _raw, check_names, digest_parts, header_table,
+from training.state import (EXP_AVG, EXP_AVG_SQ, PARAM, STEP, raw_bytes, check_names, digest_parts, header_table,
                             sorted_names, to_blob)
 
 
@@ -47,8 +47,8 @@ class Trainer:
     in sorted-name order (module parameters are views into it). The optimizer then runs
     as a handful of vector ops, and the state digest hashes three large buffers (the
     canonical byte order of state.py puts data sections in exactly this order).
-    `precision` / `device` overrides exist for calibration and the adversary tests;
-    honest roles pass nothing and get the spec's values.
+    `precision` / `device` overrides exist for calibration (another device) and the
+    adversary tests (another precision); honest roles pass nothing and get the spec's.
     """
 
     def __init__(self, spec: JobSpec, *, device: str | None = None, precision: str | None = None) -> None:
@@ -115,7 +115,7 @@ class Trainer:
     def digest(self) -> bytes:
         """state_digest(self.state()), computed from the flat buffers (same bytes, faster)."""
         bufs = [self.m_flat, self.v_flat, torch.tensor(self.step_count, dtype=torch.int64), self.p_flat]
-        return digest_parts([self._header, *(_raw(b) for b in bufs)])
+        return digest_parts([self._header, *(raw_bytes(b) for b in bufs)])
 
     def snapshot(self) -> bytes:
         """The full state as a `crowdtrain/state` safetensors blob (a copy)."""

@@ -2,6 +2,8 @@
 and that a juror replaying the disputed step upholds."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from protocol.merkle import verify
@@ -134,8 +136,7 @@ def test_juror_rejects_evidence_not_matching_the_signed_root(world, dataset) -> 
     spec, g, slots, _ = world
     res = run_dishonest_unit(Fault.SKIP_STEPS, spec, dataset, ROUND, UNIT, g, slots[UNIT])
     ev = Evidence.build("step", Claim.of(res), res.trace, 1, 0, "x")
-    forged = Evidence.build("step", Claim.of(res), res.trace, 1, 0, "x").__class__(
-        **{**ev.__dict__, "claim": Claim(ROUND, UNIT, res.input_hash, res.output_hash, b"\x01" * 32)})
+    forged = dataclasses.replace(ev, claim=Claim(ROUND, UNIT, res.input_hash, res.output_hash, b"\x01" * 32))
     assert not forged.proofs_valid()
     assert judge(spec, dataset, forged, global_ckpt=g, slot_state=slots[UNIT]).ruling == WORKER_RIGHT
     assert judge(spec, dataset, ev, global_ckpt=g, slot_state=slots[UNIT]).ruling == CHALLENGER_RIGHT
