@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from crowdtrain.commands import chain, coordinator, dataset, train
+from crowdtrain.commands import chain, coordinator, dataset, job, train, verifier, worker
 
 app = typer.Typer(
     name="crowdtrain",
@@ -16,6 +16,9 @@ app.add_typer(chain.app, name="chain")
 app.add_typer(dataset.app, name="dataset")
 app.add_typer(train.app, name="train")
 app.add_typer(coordinator.app, name="coordinator")
+app.add_typer(job.app, name="job")
+app.add_typer(worker.app, name="worker")
+app.add_typer(verifier.app, name="verifier")
 app.command("calibrate", help="Alias of `crowdtrain train calibrate`.")(train.calibrate)
 
 

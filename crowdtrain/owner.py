@@ -103,7 +103,7 @@ def post_job(settings: OwnerSettings, signer: Signer, spec: JobSpec, dataset_dir
     chain = connect_chain(settings, signer)
     api = connect_api(settings, signer, chain=chain)
     try:
-        coordinator = settings.coordinator_address or api.get_json("/info").get("coordinator_address")
+        coordinator = settings.coordinator_address or api.info().coordinator_address
         if not coordinator:
             raise OwnerError(f"coordinator {settings.coordinator_url} does not say which address commits its rounds; "
                              "pass --coordinator-address")

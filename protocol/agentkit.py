@@ -39,7 +39,7 @@ class AgentSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="forbid", frozen=True)
 
-    coordinator_url: str = Field("http://127.0.0.1:8000", description="base URL of the coordinator's HTTP API")
+    coordinator_url: str = Field("http://127.0.0.1:8600", description="base URL of the coordinator's HTTP API")
     rpc_url: str = Field("http://127.0.0.1:8545", description="JSON-RPC URL of the chain holding the Market")
     deployment: Path | None = Field(None, description="deployment record JSON; default deploy/deployments/<chainId>.json")
     market_address: str | None = Field(None, description="Market address (instead of a deployment record)")
@@ -158,3 +158,58 @@ def _short(v: Any) -> str:
     if isinstance(v, (list, tuple)) and len(v) > 4:
         return f"[{len(v)} items]"
     return str(v)
+
+
+# ---- staking (worker and verifier share it; role 1 = worker, 2 = verifier) ---------------
+def parse_amount(text: str, decimals: int) -> int:
+    """'12.5' whole tokens -> base units, exactly; raises AgentConfigError for junk or too many decimals."""
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        d = Decimal(text.replace(",", "").replace("_", ""))
+    except InvalidOperation:
+        raise AgentConfigError(f"not an amount of tokens: {text!r} (write e.g. 100 or 12.5)") from None
+    base = d * (10**decimals)
+    if d < 0 or base != base.to_integral_value():
+        raise AgentConfigError(f"{text!r} is negative or has more than {decimals} decimals")
+    return int(base)
+
+
+def stake_tokens(chain: ChainClient, role: int, amount_text: str | None) -> list[str]:
+    """Stake `amount_text` whole tokens (default: up to the role's minimum) as `role`; readable lines."""
+    m, tok = chain.market, chain.token
+    dec, sym = tok.decimals(), tok.symbol()
+    need = m.min_stake(role)
+    active = int(m.get_stake(chain.address, role)["active"])
+    amount = parse_amount(amount_text, dec) if amount_text else max(need - active, 0)
+    if amount == 0:
+        return [f"{chain.address} already has {fmt_amount(active, dec, sym)} active stake (minimum "
+                f"{fmt_amount(need, dec, sym)}); nothing to stake"]
+    bal = tok.balance_of(chain.address)
+    if bal < amount:
+        raise AgentConfigError(f"staking {fmt_amount(amount, dec, sym)} needs that much in {chain.address}, which holds "
+                               f"{fmt_amount(bal, dec, sym)}: fund the account first")
+    tx = m.stake(role, amount)
+    st = m.get_stake(chain.address, role)
+    ok = int(st["active"]) >= need
+    return [describe_tx(tx, f"staked {fmt_amount(amount, dec, sym)}"),
+            f"active stake now {fmt_amount(int(st['active']), dec, sym)} (minimum {fmt_amount(need, dec, sym)}"
+            + (")" if ok else "): still below the minimum, stake more")]
+
+
+def unstake_tokens(chain: ChainClient, role: int, amount_text: str | None, withdraw: bool) -> list[str]:
+    """Request unbonding (default: all active stake) or, with `withdraw`, withdraw unbonded stake."""
+    m, tok = chain.market, chain.token
+    dec, sym = tok.decimals(), tok.symbol()
+    st = m.get_stake(chain.address, role)
+    if withdraw:
+        tx = m.withdraw_stake(role)
+        return [describe_tx(tx, f"withdrew {fmt_amount(int(st['unbonding']), dec, sym)} of unbonded stake")]
+    amount = parse_amount(amount_text, dec) if amount_text else int(st["active"])
+    if amount == 0:
+        return ["no active stake to unbond"]
+    tx = m.request_unstake(role, amount)
+    st = m.get_stake(chain.address, role)
+    return [describe_tx(tx, f"requested unbonding of {fmt_amount(amount, dec, sym)}"),
+            f"unbonding {fmt_amount(int(st['unbonding']), dec, sym)}, withdrawable at unix time {st['unlockAt']} "
+            "(still slashable until then); then run the same command with --withdraw"]

@@ -30,8 +30,8 @@ from eth_account.signers.local import LocalAccount
 from protocol import ProtocolError
 from protocol.auth import make_auth_headers
 from protocol.hashing import from_hex
-from protocol.wire import (BlobReceipt, HealthView, JobView, LeaseGrant, LeaseStatus, ResultReceipt,
-                           ResultSubmission, ResultView, RoundView, UnitView)
+from protocol.wire import (BlobReceipt, CoordinatorInfo, HealthView, JobView, LeaseGrant, LeaseStatus, ResultReceipt,
+                           ResultSubmission, ResultView, RoundSettlement, RoundView, UnitInputs, UnitView)
 
 T = TypeVar("T")
 CHUNK = 1 << 20  # bytes per read/write while streaming blobs
@@ -218,6 +218,16 @@ class CoordinatorApi:
         if job_id is not None:
             params["job_id"] = job_id
         return list(self._get_json("/events/history", params))
+
+    def settlement(self, job_id: int, round: int) -> RoundSettlement:
+        """A committed round's leaves with proofs (409 ApiConflict until the round is committed)."""
+        return RoundSettlement.model_validate(self._get_json(f"/jobs/{job_id}/rounds/{round}/settlement"))
+
+    def unit_inputs(self, unit_id: int) -> UnitInputs:
+        return UnitInputs.model_validate(self._get_json(f"/units/{unit_id}/inputs"))
+
+    def info(self) -> CoordinatorInfo:
+        return CoordinatorInfo.model_validate(self._get_json("/info"))
 
     def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
         """Any GET route's JSON body (routes added after this client was written)."""

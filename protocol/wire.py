@@ -192,4 +192,29 @@ class CoordinatorInfo(_Wire):
                                                 "(a job's `coordinator`); null when not configured")
 
 
-__all__ += ["CoordinatorInfo"]
+class SettledLeaf(_Wire):
+    """One leaf of a committed round's settlement tree (docs/protocol.md "Round leaf")."""
+
+    unit: int = Field(description="slot index k")
+    unit_id: int
+    result_id: int = Field(description="the accepted result (GET /results/<id>) whose resultHash this is")
+    worker: Address
+    amount: str = Field(pattern=r"^[0-9]{1,78}$", description="token base units, decimal string")
+    result_hash: Hash32
+    leaf: Hash32 = Field(description="the leaf hash (keccak256 of keccak256(abi.encode(...)))")
+    proof: list[Hash32] = Field(description="sibling hashes from the leaf up to the root")
+
+
+class RoundSettlement(_Wire):
+    """`GET /jobs/{job_id}/rounds/{round}/settlement`: what a committed round pays, with proofs
+    (workers claim with them; verifiers challenge with them)."""
+
+    job_id: int
+    round: int
+    root: Hash32
+    total: str = Field(pattern=r"^[0-9]{1,78}$", description="token base units, decimal string")
+    commit_tx: Hash32 | None
+    leaves: list[SettledLeaf]
+
+
+__all__ += ["CoordinatorInfo", "SettledLeaf", "RoundSettlement"]

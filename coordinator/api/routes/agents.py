@@ -8,6 +8,10 @@
   it. Same streaming, hash-checked store as `PUT /blobs/{sha256}` (and, being under
   `/blobs/`, the same size limit instead of the JSON one); signed by the job's owner
   (no worker stake needed), refused for anyone else.
+- `GET /jobs/{job_id}/rounds/{round}/settlement`: a committed round's leaves (accepted units
+  in unit order, each paying the job's reward per unit: docs/protocol.md "Round leaf")
+  with Merkle proofs, rebuilt from the accepted results and refused (409) unless they hash
+  to the root committed for the round: a worker claims and a verifier challenges with them.
 - `GET /units/{unit_id}/inputs`: the unit's inputs (G_r and slot k's optimizer state
   blobs), so a verifier or juror can rebuild S_0 and check the signed inputHash.
 """
@@ -21,10 +25,11 @@ from starlette.requests import ClientDisconnect
 from coordinator import crud
 from coordinator.api.deps import BlobHashPath, ContextDep, SessionDep, _authenticate
 from coordinator.blobs import normalize_digest
-from coordinator.errors import BadRequestError, ForbiddenError, NotFoundError
+from coordinator.errors import BadRequestError, ConflictError, ForbiddenError, NotFoundError
 from coordinator.models import Round
-from protocol.hashing import from_hex
-from protocol.wire import BlobReceipt, CoordinatorInfo, ErrorBody, UnitInputs
+from protocol.hashing import from_hex, to_hex
+from protocol.merkle import MerkleTree, round_leaf
+from protocol.wire import BlobReceipt, CoordinatorInfo, ErrorBody, RoundSettlement, SettledLeaf, UnitInputs
 
 router = APIRouter(tags=["agents"])
 JobIdPath = Annotated[int, Path(ge=0, le=2**63 - 1, description="on-chain job id")]
@@ -45,6 +50,37 @@ def unit_inputs(unit_id: Annotated[int, Path(ge=1, le=2**63 - 1)], session: Sess
         raise NotFoundError(f"unit {unit_id} does not exist")
     rnd = session.get(Round, unit.round_id)
     return UnitInputs(checkpoint=rnd.checkpoint_blob if rnd else None, slot_state=unit.slot_state_blob)
+
+
+@router.get("/jobs/{job_id}/rounds/{round}/settlement", response_model=RoundSettlement,
+            responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}})
+def settlement(job_id: JobIdPath, round: Annotated[int, Path(ge=0, le=2**31 - 1)], session: SessionDep) -> RoundSettlement:
+    rnd = crud.get_round(session, job_id=job_id, round=round)
+    job = crud.get_job(session, job_id=job_id)
+    if rnd is None or job is None:
+        raise NotFoundError(f"job {job_id} has no round {round} here")
+    if rnd.committed_root is None:
+        raise ConflictError(f"round {round} of job {job_id} is not committed on chain yet (status {rnd.status}); "
+                            "its leaves become claimable after the commit and the challenge window")
+    amount = int(job.reward_per_unit)
+    rows = []
+    for u in crud.list_units(session, round_id=rnd.id):
+        res = crud.get_result(session, result_id=u.accepted_result_id) if u.accepted_result_id else None
+        if u.status == "accepted" and res is not None:
+            leaf = round_leaf(job_id=job_id, round=round, unit=u.index, worker=res.worker, amount=amount,
+                              result_hash=from_hex(res.result_hash))
+            rows.append((u, res, leaf))
+    if not rows:
+        raise ConflictError(f"round {round} of job {job_id} is committed but no accepted unit is recorded here")
+    tree = MerkleTree.build([leaf for _, _, leaf in rows])
+    if to_hex(tree.root) != rnd.committed_root.lower():
+        raise ConflictError(f"the accepted units of round {round} rebuild root {to_hex(tree.root)}, but "
+                            f"{rnd.committed_root} was committed: this coordinator's records and the chain disagree")
+    leaves = [SettledLeaf(unit=u.index, unit_id=u.id, result_id=res.id, worker=res.worker, amount=str(amount),
+                          result_hash=res.result_hash, leaf=to_hex(leaf), proof=[to_hex(p) for p in tree.proof(i)])
+              for i, (u, res, leaf) in enumerate(rows)]
+    return RoundSettlement(job_id=job_id, round=round, root=rnd.committed_root, total=str(amount * len(rows)),
+                           commit_tx=rnd.commit_tx, leaves=leaves)
 
 
 def job_owner(request: Request, ctx: ContextDep, job_id: JobIdPath, sha256: BlobHashPath) -> str:
