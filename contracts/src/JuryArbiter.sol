@@ -241,7 +241,11 @@ contract JuryArbiter is IJuryArbiter, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IJuryArbiter
-    function voteCommitment(uint256 disputeId, address juror, uint8 choice, bytes32 salt) public pure returns (bytes32) {
+    function voteCommitment(uint256 disputeId, address juror, uint8 choice, bytes32 salt)
+        public
+        pure
+        returns (bytes32)
+    {
         return keccak256(abi.encode(disputeId, juror, choice, salt));
     }
 
@@ -293,7 +297,12 @@ contract JuryArbiter is IJuryArbiter, ReentrancyGuardTransient {
         uint256 count;
         if (n != 0) {
             bytes32 seed = keccak256(
-                abi.encode(block.prevrandao, block.number == 0 ? bytes32(0) : blockhash(block.number - 1), address(this), disputeId)
+                abi.encode(
+                    block.prevrandao,
+                    block.number == 0 ? bytes32(0) : blockhash(block.number - 1),
+                    address(this),
+                    disputeId
+                )
             );
             uint256 attempts = uint256(_jurySize) * 4;
             for (uint256 k; k < attempts && count < _jurySize; ++k) {

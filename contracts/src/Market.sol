@@ -128,7 +128,9 @@ contract Market is MarketStaking, EIP712, Ownable {
         // forge-lint: disable-next-line(unsafe-typecast)
         j.maxUnits = uint128(maxUnits);
         j.escrow = budget;
-        emit JobPosted(jobId, msg.sender, coordinator, specHash, budget, rewardPerUnit, maxUnits, challengeWindow, deadline);
+        emit JobPosted(
+            jobId, msg.sender, coordinator, specHash, budget, rewardPerUnit, maxUnits, challengeWindow, deadline
+        );
         _token.safeTransferFrom(msg.sender, address(this), budget);
     }
 
@@ -315,7 +317,9 @@ contract Market is MarketStaking, EIP712, Ownable {
         Dispute storage d = _disputes[disputeId];
         if (d.status != DisputeStatus.Open) revert MarketDisputeNotOpen(disputeId, d.status);
         uint64 timeoutAt = d.openedAt + _disputeTimeout;
-        if (block.timestamp < timeoutAt) revert MarketDisputeNotTimedOut(disputeId, timeoutAt, uint64(block.timestamp));
+        if (block.timestamp < timeoutAt) {
+            revert MarketDisputeNotTimedOut(disputeId, timeoutAt, uint64(block.timestamp));
+        }
         _resolve(disputeId, 0, DisputeStatus.TimedOut);
         emit DisputeTimedOut(disputeId);
     }
@@ -504,9 +508,7 @@ contract Market is MarketStaking, EIP712, Ownable {
         Outcome memory o = ruling == 2 ? _revoke(d, disputeId) : _uphold(d, ruling);
         _credit(d.challenger, disputeId, o.challengerPayout);
         _credit(d.worker, disputeId, o.workerPayout);
-        emit DisputeResolved(
-            disputeId, ruling, o.slashed, o.challengerPayout, o.workerPayout, o.jurorShare, o.returned
-        );
+        emit DisputeResolved(disputeId, ruling, o.slashed, o.challengerPayout, o.workerPayout, o.jurorShare, o.returned);
         if (o.jurorShare != 0) _token.safeTransfer(address(_arbiter), o.jurorShare);
     }
 

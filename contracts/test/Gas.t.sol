@@ -18,7 +18,9 @@ contract GasTest is MarketFixture {
     function _txGas(bytes memory callData) internal view returns (uint256 total) {
         Vm.Gas memory g = vm.lastCallGas();
         total = 21_000 + g.gasTotalUsed;
-        for (uint256 i; i < callData.length; ++i) total += callData[i] == 0 ? 4 : 16;
+        for (uint256 i; i < callData.length; ++i) {
+            total += callData[i] == 0 ? 4 : 16;
+        }
     }
 
     function _cool() internal {

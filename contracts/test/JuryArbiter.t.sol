@@ -17,14 +17,18 @@ contract JuryArbiterTest is MarketFixture {
 
     function setUp() public override {
         super.setUp();
-        for (uint256 i; i < 3; ++i) _stake(workers[i], WORKER, MIN_WORKER);
+        for (uint256 i; i < 3; ++i) {
+            _stake(workers[i], WORKER, MIN_WORKER);
+        }
         challenger = verifiers[0];
         jobId = _postJob(100 * REWARD, 50);
         _commitRound(jobId, 0, UNITS);
     }
 
     function _stakeVerifiers(uint256 n) internal {
-        for (uint256 i; i < n; ++i) _stake(verifiers[i], VERIFIER, MIN_VERIFIER);
+        for (uint256 i; i < n; ++i) {
+            _stake(verifiers[i], VERIFIER, MIN_VERIFIER);
+        }
     }
 
     /// @dev Open a dispute on unit `unit`; returns the arbiter's dispute id.
@@ -102,7 +106,9 @@ contract JuryArbiterTest is MarketFixture {
         assertEq(js.length, JURY, "full jury");
         for (uint256 i; i < js.length; ++i) {
             assertTrue(js[i] != challenger && js[i] != _workerOf(1), "no party sits on its own jury");
-            for (uint256 k; k < i; ++k) assertTrue(js[i] != js[k], "distinct");
+            for (uint256 k; k < i; ++k) {
+                assertTrue(js[i] != js[k], "distinct");
+            }
             assertTrue(jury.voteOf(id, js[i]).commitment == bytes32(0), "no vote yet");
         }
         IJuryArbiter.JuryDisputeView memory d = jury.getDispute(id);
@@ -135,7 +141,9 @@ contract JuryArbiterTest is MarketFixture {
     function test_fuzz_draw_alwaysValid(uint256 poolSize, bytes32 randao, uint256 unit) public {
         poolSize = bound(poolSize, 1, 20);
         unit = bound(unit, 0, UNITS - 1);
-        for (uint256 i; i < poolSize; ++i) _stake(address(uint160(0xE000 + i)), VERIFIER, MIN_VERIFIER);
+        for (uint256 i; i < poolSize; ++i) {
+            _stake(address(uint160(0xE000 + i)), VERIFIER, MIN_VERIFIER);
+        }
         challenger = address(uint160(0xE000));
         vm.prevrandao(randao);
         uint256 id = _open(unit);
@@ -145,7 +153,9 @@ contract JuryArbiterTest is MarketFixture {
         for (uint256 i; i < js.length; ++i) {
             assertTrue(js[i] != challenger && js[i] != _workerOf(unit), "no party");
             assertTrue(market.isEligibleVerifier(js[i]), "staked");
-            for (uint256 k; k < i; ++k) assertTrue(js[i] != js[k], "distinct");
+            for (uint256 k; k < i; ++k) {
+                assertTrue(js[i] != js[k], "distinct");
+            }
         }
     }
 
@@ -213,7 +223,9 @@ contract JuryArbiterTest is MarketFixture {
         _stakeVerifiers(5);
         uint256 id = _open(0);
         address[] memory js = jury.jurorsOf(id);
-        for (uint256 i; i < js.length; ++i) _commit(id, js[i], 2, bytes32(i));
+        for (uint256 i; i < js.length; ++i) {
+            _commit(id, js[i], 2, bytes32(i));
+        }
         _reveal(id, js[0], 2, bytes32(0));
         assertTrue(jury.voteOf(id, js[0]).revealed, "revealed before the commit deadline");
         assertEq(jury.voteOf(id, js[0]).choice, 2, "choice");
@@ -337,7 +349,9 @@ contract JuryArbiterTest is MarketFixture {
         jury.resolve(id);
         uint256 share = BOND * JUROR_BPS / 10_000;
         uint256 sum;
-        for (uint256 i; i < 3; ++i) sum += jury.rewardOf(js[i]);
+        for (uint256 i; i < 3; ++i) {
+            sum += jury.rewardOf(js[i]);
+        }
         assertEq(sum, share, "split is exact");
         assertEq(jury.rewardOf(js[2]), share - 2 * (share / 3), "last winner gets the remainder");
         assertEq(token.balanceOf(address(jury)), share, "arbiter holds exactly the rewards");

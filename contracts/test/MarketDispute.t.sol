@@ -190,9 +190,7 @@ contract MarketDisputeTest is MarketFixture {
     function test_challenge_revertsOnUnknownRound() public {
         IMarket.Evidence memory ev = _ev(0, 1);
         ev.leaf.round = 9;
-        _expectChallengeRevert(
-            challenger, ev, abi.encodeWithSelector(IMarket.MarketUnknownRound.selector, jobId, 9)
-        );
+        _expectChallengeRevert(challenger, ev, abi.encodeWithSelector(IMarket.MarketUnknownRound.selector, jobId, 9));
     }
 
     function test_challenge_revertsAfterWindow() public {
@@ -285,17 +283,13 @@ contract MarketDisputeTest is MarketFixture {
     function test_challenge_revertsOnWrongCurrentStep() public {
         IMarket.Evidence memory ev = _ev(1, 2);
         ev.step = 3;
-        _expectChallengeRevert(
-            challenger, ev, abi.encodeWithSelector(IMarket.MarketInvalidTraceStep.selector, 3, 2)
-        );
+        _expectChallengeRevert(challenger, ev, abi.encodeWithSelector(IMarket.MarketInvalidTraceStep.selector, 3, 2));
     }
 
     function test_challenge_revertsOnWrongPreviousStep() public {
         IMarket.Evidence memory ev = _ev(1, 3);
         ev.prev = ev.cur;
-        _expectChallengeRevert(
-            challenger, ev, abi.encodeWithSelector(IMarket.MarketInvalidTraceStep.selector, 2, 3)
-        );
+        _expectChallengeRevert(challenger, ev, abi.encodeWithSelector(IMarket.MarketInvalidTraceStep.selector, 2, 3));
     }
 
     function test_challenge_revertsOnBadCurrentTraceProof() public {
@@ -304,9 +298,7 @@ contract MarketDisputeTest is MarketFixture {
         _expectChallengeRevert(
             challenger,
             ev,
-            abi.encodeWithSelector(
-                IMarket.MarketInvalidTraceProof.selector, 3, _traceHash(ev.cur), ev.traceRoot
-            )
+            abi.encodeWithSelector(IMarket.MarketInvalidTraceProof.selector, 3, _traceHash(ev.cur), ev.traceRoot)
         );
     }
 
@@ -316,9 +308,7 @@ contract MarketDisputeTest is MarketFixture {
         _expectChallengeRevert(
             challenger,
             ev,
-            abi.encodeWithSelector(
-                IMarket.MarketInvalidTraceProof.selector, 2, _traceHash(ev.prev), ev.traceRoot
-            )
+            abi.encodeWithSelector(IMarket.MarketInvalidTraceProof.selector, 2, _traceHash(ev.prev), ev.traceRoot)
         );
     }
 
@@ -367,9 +357,7 @@ contract MarketDisputeTest is MarketFixture {
         uint256 arbiterId = _arbiterId(id);
         vm.startPrank(address(jury));
         market.rule(arbiterId, 0);
-        vm.expectRevert(
-            abi.encodeWithSelector(IMarket.MarketDisputeNotOpen.selector, id, IMarket.DisputeStatus.Ruled)
-        );
+        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketDisputeNotOpen.selector, id, IMarket.DisputeStatus.Ruled));
         market.rule(arbiterId, 2);
         vm.stopPrank();
     }
@@ -429,7 +417,9 @@ contract MarketDisputeTest is MarketFixture {
         _rule(id, 2);
         assertEq(market.payoutOf(challenger), BOND, "bond back, no reward");
         assertEq(token.balanceOf(address(jury)), 0, "no juror share");
-        assertEq(uint256(market.leafStatus(market.getDispute(id).leaf)), uint256(IMarket.LeafStatus.Revoked), "still revoked");
+        assertEq(
+            uint256(market.leafStatus(market.getDispute(id).leaf)), uint256(IMarket.LeafStatus.Revoked), "still revoked"
+        );
     }
 
     function test_rule_workerRight_bondPaysWorkerAndJurors() public {
@@ -442,7 +432,9 @@ contract MarketDisputeTest is MarketFixture {
         assertEq(market.payoutOf(challenger), 0, "challenger loses bond");
         assertEq(token.balanceOf(address(jury)), jurorShare, "juror share");
         assertEq(market.getStake(ev.leaf.worker, WORKER).active, MIN_WORKER, "no slash");
-        assertEq(uint256(market.leafStatus(market.hashRoundLeaf(ev.leaf))), uint256(IMarket.LeafStatus.Upheld), "upheld");
+        assertEq(
+            uint256(market.leafStatus(market.hashRoundLeaf(ev.leaf))), uint256(IMarket.LeafStatus.Upheld), "upheld"
+        );
         assertEq(market.getRound(jobId, 0).pending, UNITS * REWARD, "round untouched");
     }
 
@@ -452,7 +444,9 @@ contract MarketDisputeTest is MarketFixture {
         _rule(id, 0);
         assertEq(market.payoutOf(challenger), BOND, "bond back");
         assertEq(market.payoutOf(ev.leaf.worker), 0, "worker nothing");
-        assertEq(uint256(market.leafStatus(market.hashRoundLeaf(ev.leaf))), uint256(IMarket.LeafStatus.Upheld), "upheld");
+        assertEq(
+            uint256(market.leafStatus(market.hashRoundLeaf(ev.leaf))), uint256(IMarket.LeafStatus.Upheld), "upheld"
+        );
     }
 
     // ------------------------------------------------------------------ timeoutDispute
@@ -489,9 +483,7 @@ contract MarketDisputeTest is MarketFixture {
         uint256 id = _challenge(challenger, _ev(2, 2));
         _rule(id, 1);
         vm.warp(block.timestamp + DISPUTE_TIMEOUT);
-        vm.expectRevert(
-            abi.encodeWithSelector(IMarket.MarketDisputeNotOpen.selector, id, IMarket.DisputeStatus.Ruled)
-        );
+        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketDisputeNotOpen.selector, id, IMarket.DisputeStatus.Ruled));
         market.timeoutDispute(id);
     }
 

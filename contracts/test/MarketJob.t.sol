@@ -152,9 +152,7 @@ contract MarketJobTest is MarketFixture {
     }
 
     function test_postJob_revertsOnWindowLongerThanUnbonding() public {
-        vm.expectRevert(
-            abi.encodeWithSelector(IMarket.MarketInvalidChallengeWindow.selector, UNBONDING + 1, UNBONDING)
-        );
+        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketInvalidChallengeWindow.selector, UNBONDING + 1, UNBONDING));
         market.postJob(SPEC, 1, 1, 1, coordinator, UNBONDING + 1, _deadline());
     }
 
@@ -191,9 +189,7 @@ contract MarketJobTest is MarketFixture {
         uint256 jobId = _post(100, 1, 10, coordinator, WINDOW, _deadline());
         vm.prank(coordinator);
         market.completeJob(jobId);
-        vm.expectRevert(
-            abi.encodeWithSelector(IMarket.MarketJobNotOpen.selector, jobId, IMarket.JobStatus.Completed)
-        );
+        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketJobNotOpen.selector, jobId, IMarket.JobStatus.Completed));
         market.topUp(jobId, 1);
     }
 
@@ -217,9 +213,7 @@ contract MarketJobTest is MarketFixture {
         uint256 jobId = _post(100, 1, 10, coordinator, WINDOW, _deadline());
         vm.startPrank(coordinator);
         market.completeJob(jobId);
-        vm.expectRevert(
-            abi.encodeWithSelector(IMarket.MarketJobNotOpen.selector, jobId, IMarket.JobStatus.Completed)
-        );
+        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketJobNotOpen.selector, jobId, IMarket.JobStatus.Completed));
         market.completeJob(jobId);
         vm.stopPrank();
     }

@@ -88,7 +88,8 @@ contract MarketRoundTest is MarketFixture {
     function test_commitRound_revertsAboveEscrow() public {
         _fund(owner, 10);
         vm.prank(owner);
-        uint256 small = market.postJob(keccak256("s"), 10, 100, 10, coordinator, WINDOW, uint64(block.timestamp + 1 days));
+        uint256 small =
+            market.postJob(keccak256("s"), 10, 100, 10, coordinator, WINDOW, uint64(block.timestamp + 1 days));
         vm.prank(coordinator);
         vm.expectRevert(abi.encodeWithSelector(IMarket.MarketInsufficientEscrow.selector, small, 10, 11));
         market.commitRound(small, 0, ROOT, 11, 1);
@@ -105,9 +106,7 @@ contract MarketRoundTest is MarketFixture {
     function test_commitRound_revertsAfterCompletion() public {
         vm.startPrank(coordinator);
         market.completeJob(jobId);
-        vm.expectRevert(
-            abi.encodeWithSelector(IMarket.MarketJobNotOpen.selector, jobId, IMarket.JobStatus.Completed)
-        );
+        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketJobNotOpen.selector, jobId, IMarket.JobStatus.Completed));
         market.commitRound(jobId, 0, ROOT, 1, 1);
         vm.stopPrank();
     }
@@ -116,7 +115,9 @@ contract MarketRoundTest is MarketFixture {
         // numUnits * rewardPerUnit overflows: every total is within the cap, escrow still binds
         _fund(owner, 1);
         vm.prank(owner);
-        uint256 big = market.postJob(keccak256("s"), 1, type(uint256).max, 10, coordinator, WINDOW, uint64(block.timestamp + 1 days));
+        uint256 big = market.postJob(
+            keccak256("s"), 1, type(uint256).max, 10, coordinator, WINDOW, uint64(block.timestamp + 1 days)
+        );
         vm.prank(coordinator);
         market.commitRound(big, 0, ROOT, 1, 2);
         assertEq(market.getRound(big, 0).total, 1, "committed");
@@ -126,7 +127,8 @@ contract MarketRoundTest is MarketFixture {
         uint256 huge = uint256(type(uint128).max) + 1;
         _fund(owner, huge);
         vm.prank(owner);
-        uint256 big = market.postJob(keccak256("s"), huge, huge, 10, coordinator, WINDOW, uint64(block.timestamp + 1 days));
+        uint256 big =
+            market.postJob(keccak256("s"), huge, huge, 10, coordinator, WINDOW, uint64(block.timestamp + 1 days));
         vm.prank(coordinator);
         vm.expectRevert(abi.encodeWithSelector(IMarket.MarketAmountTooLarge.selector, huge, type(uint128).max));
         market.commitRound(big, 0, ROOT, huge, 1);
@@ -194,7 +196,9 @@ contract MarketRoundTest is MarketFixture {
         assertEq(market.getRound(jobId, 0).pending, 4 * REWARD, "pending");
         assertEq(market.isLeafClaimed(h[3]), true, "claimed");
         assertEq(uint256(market.leafStatus(h[3])), uint256(IMarket.LeafStatus.Claimed), "status");
-        _expectClaimRevert(abi.encodeWithSelector(IMarket.MarketLeafNotClaimable.selector, h[3], IMarket.LeafStatus.Claimed), 0, 3, h);
+        _expectClaimRevert(
+            abi.encodeWithSelector(IMarket.MarketLeafNotClaimable.selector, h[3], IMarket.LeafStatus.Claimed), 0, 3, h
+        );
     }
 
     function test_claim_anyoneMayCallButOnlyWorkerIsPaid() public {
@@ -261,7 +265,9 @@ contract MarketRoundTest is MarketFixture {
         jury.resolve(market.getDispute(id).arbiterDisputeId);
         vm.warp(block.timestamp + WINDOW);
         market.finalizeRound(jobId, 0);
-        _expectClaimRevert(abi.encodeWithSelector(IMarket.MarketLeafNotClaimable.selector, h[1], IMarket.LeafStatus.Revoked), 0, 1, h);
+        _expectClaimRevert(
+            abi.encodeWithSelector(IMarket.MarketLeafNotClaimable.selector, h[1], IMarket.LeafStatus.Revoked), 0, 1, h
+        );
         _claim(jobId, 0, 0, h); // other leaves still pay
         _claim(jobId, 0, 2, h);
         assertEq(market.getRound(jobId, 0).pending, 0, "round drained");
@@ -294,9 +300,7 @@ contract MarketRoundTest is MarketFixture {
         uint256 cap = numUnits * REWARD;
         vm.prank(coordinator);
         if (total > cap) {
-            vm.expectRevert(
-                abi.encodeWithSelector(IMarket.MarketRoundTotalTooHigh.selector, jobId, 1, total, cap)
-            );
+            vm.expectRevert(abi.encodeWithSelector(IMarket.MarketRoundTotalTooHigh.selector, jobId, 1, total, cap));
         }
         market.commitRound(jobId, 1, ROOT, total, numUnits);
         uint256 committed = total > cap ? 0 : total;

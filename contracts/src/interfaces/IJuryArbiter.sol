@@ -64,7 +64,9 @@ interface IJuryArbiter is IArbitrator {
     event JurorsDrawn(uint256 indexed disputeId, address[] jurors, uint64 commitDeadline, uint64 revealDeadline);
     event VoteCommitted(uint256 indexed disputeId, address indexed juror, bytes32 commitment);
     event VoteRevealed(uint256 indexed disputeId, address indexed juror, uint8 choice);
-    event JuryResolved(uint256 indexed disputeId, uint8 ruling, uint8 votesWorker, uint8 votesChallenger, uint256 jurorReward);
+    event JuryResolved(
+        uint256 indexed disputeId, uint8 ruling, uint8 votesWorker, uint8 votesChallenger, uint256 jurorReward
+    );
     event JurorRewarded(uint256 indexed disputeId, address indexed juror, uint256 amount);
     event RewardWithdrawn(address indexed juror, uint256 amount);
 
@@ -88,5 +90,8 @@ interface IJuryArbiter is IArbitrator {
     function voteOf(uint256 disputeId, address juror) external view returns (VoteView memory);
     function rewardOf(address juror) external view returns (uint256);
     /// @notice The commitment a juror submits: keccak256(abi.encode(disputeId, juror, choice, salt)).
-    function voteCommitment(uint256 disputeId, address juror, uint8 choice, bytes32 salt) external pure returns (bytes32);
+    function voteCommitment(uint256 disputeId, address juror, uint8 choice, bytes32 salt)
+        external
+        pure
+        returns (bytes32);
 }

@@ -195,10 +195,14 @@ interface IMarket is IArbitrable {
 
     event ArbiterSet(IArbitrator indexed arbiter);
     event Staked(address indexed account, uint8 indexed role, uint256 amount, uint256 active);
-    event UnstakeRequested(address indexed account, uint8 indexed role, uint256 amount, uint256 unbonding, uint64 unlockAt);
+    event UnstakeRequested(
+        address indexed account, uint8 indexed role, uint256 amount, uint256 unbonding, uint64 unlockAt
+    );
     event StakeWithdrawn(address indexed account, uint8 indexed role, uint256 amount);
     /// @param reason Machine-readable reason code, e.g. `"faulty-training-step"` as bytes32.
-    event Slashed(address indexed account, uint8 indexed role, uint256 amount, uint256 indexed disputeId, bytes32 reason);
+    event Slashed(
+        address indexed account, uint8 indexed role, uint256 amount, uint256 indexed disputeId, bytes32 reason
+    );
 
     event JobPosted(
         uint256 indexed jobId,

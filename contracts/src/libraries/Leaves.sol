@@ -13,14 +13,11 @@ library Leaves {
     );
 
     /// @notice keccak256(keccak256(abi.encode(jobId, round, unit, worker, amount, resultHash))).
-    function roundLeaf(
-        uint256 jobId,
-        uint256 round,
-        uint256 unit,
-        address worker,
-        uint256 amount,
-        bytes32 resultHash
-    ) internal pure returns (bytes32) {
+    function roundLeaf(uint256 jobId, uint256 round, uint256 unit, address worker, uint256 amount, bytes32 resultHash)
+        internal
+        pure
+        returns (bytes32)
+    {
         return keccak256(bytes.concat(keccak256(abi.encode(jobId, round, unit, worker, amount, resultHash))));
     }
 

@@ -57,8 +57,12 @@ contract MarketHandler is Test {
         token = token_;
         market = market_;
         jury = jury_;
-        for (uint256 i; i < 3; ++i) workers[i] = vm.addr(workerKeys[i]);
-        for (uint256 i; i < 6; ++i) verifiers[i] = address(uint160(0xD000 + i));
+        for (uint256 i; i < 3; ++i) {
+            workers[i] = vm.addr(workerKeys[i]);
+        }
+        for (uint256 i; i < 6; ++i) {
+            verifiers[i] = address(uint160(0xD000 + i));
+        }
     }
 
     // ------------------------------------------------------------------ views for the invariants
@@ -82,8 +86,12 @@ contract MarketHandler is Test {
 
     function actors() external view returns (address[] memory a) {
         a = new address[](11);
-        for (uint256 i; i < 3; ++i) a[i] = workers[i];
-        for (uint256 i; i < 6; ++i) a[3 + i] = verifiers[i];
+        for (uint256 i; i < 3; ++i) {
+            a[i] = workers[i];
+        }
+        for (uint256 i; i < 6; ++i) {
+            a[3 + i] = verifiers[i];
+        }
         a[9] = owners[0];
         a[10] = owners[1];
     }
@@ -151,7 +159,12 @@ contract MarketHandler is Test {
         _fund(o, budget);
         vm.prank(o);
         uint256 jobId = market.postJob(
-            keccak256(abi.encode("spec", jobIds.length)), budget, REWARD, maxUnits, COORDINATOR, 1 days,
+            keccak256(abi.encode("spec", jobIds.length)),
+            budget,
+            REWARD,
+            maxUnits,
+            COORDINATOR,
+            1 days,
             uint64(block.timestamp + 5 days)
         );
         jobIds.push(jobId);
@@ -208,9 +221,7 @@ contract MarketHandler is Test {
             uint256 amount = uint256(keccak256(abi.encode(amountSeed, k))) % ((left < REWARD ? left : REWARD) + 1);
             address w = workers[(amountSeed + k) % 3];
             (, bytes32 resultHash,) = _result(jobId, round, k);
-            r.leafHashes.push(
-                keccak256(bytes.concat(keccak256(abi.encode(jobId, round, k, w, amount, resultHash))))
-            );
+            r.leafHashes.push(keccak256(bytes.concat(keccak256(abi.encode(jobId, round, k, w, amount, resultHash)))));
             r.leafWorkers.push(w);
             r.amounts.push(amount);
             total += amount;
@@ -411,7 +422,9 @@ contract MarketHandler is Test {
         ev.outputHash = keccak256("out");
         ev.traceRoot = traceRoot;
         uint256 key;
-        for (uint256 i; i < 3; ++i) if (workers[i] == w) key = workerKeys[i];
+        for (uint256 i; i < 3; ++i) {
+            if (workers[i] == w) key = workerKeys[i];
+        }
         (uint8 v, bytes32 rr, bytes32 s) = vm.sign(key, resultHash);
         ev.signature = abi.encodePacked(rr, s, v);
         ev.step = step;

@@ -45,8 +45,12 @@ contract MarketInvariantTest is Test {
         market.setArbiter(jury);
         handler = new MarketHandler(token, market, jury);
         // start with staked workers and a jury pool so sequences reach disputes and slashes
-        for (uint256 i; i < 3; ++i) handler.stake(i, false, 150e6);
-        for (uint256 i; i < 6; ++i) handler.stake(i, true, 60e6);
+        for (uint256 i; i < 3; ++i) {
+            handler.stake(i, false, 150e6);
+        }
+        for (uint256 i; i < 6; ++i) {
+            handler.stake(i, true, 60e6);
+        }
     }
 
     function targetContracts() public view returns (address[] memory t) {
@@ -103,7 +107,9 @@ contract MarketInvariantTest is Test {
     // ------------------------------------------------------------------ sums over the views
 
     function _sumEscrow() internal view returns (uint256 sum) {
-        for (uint256 i; i < handler.jobCount(); ++i) sum += market.getJob(handler.jobIds(i)).escrow;
+        for (uint256 i; i < handler.jobCount(); ++i) {
+            sum += market.getJob(handler.jobIds(i)).escrow;
+        }
     }
 
     function _sumPending() internal view returns (uint256 sum) {
@@ -168,8 +174,8 @@ contract MarketInvariantTest is Test {
         for (uint256 i; i < handler.jobCount(); ++i) {
             uint256 jobId = handler.jobIds(i);
             uint256 escrow = market.getJob(jobId).escrow;
-            uint256 expected = handler.ghostFunded(jobId) - handler.ghostCommitted(jobId)
-                + handler.ghostReturned(jobId) - handler.ghostRefunded(jobId);
+            uint256 expected = handler.ghostFunded(jobId) - handler.ghostCommitted(jobId) + handler.ghostReturned(jobId)
+                - handler.ghostRefunded(jobId);
             assertEq(escrow, expected, "escrow bookkeeping");
             try this.probeClose(jobId) {
                 fail("probe must revert");
@@ -195,13 +201,17 @@ contract MarketInvariantTest is Test {
         assertEq(perRound, open, "round open-dispute counts");
         uint256 perAccount;
         address[] memory a = handler.actors();
-        for (uint256 i; i < a.length; ++i) perAccount += market.openDisputesOf(a[i]);
+        for (uint256 i; i < a.length; ++i) {
+            perAccount += market.openDisputesOf(a[i]);
+        }
         assertEq(perAccount, 2 * open, "each open dispute holds two parties");
     }
 
     function invariant_juryHoldsExactlyRewards() public view {
         uint256 sum;
-        for (uint256 i; i < 6; ++i) sum += jury.rewardOf(handler.verifiers(i));
+        for (uint256 i; i < 6; ++i) {
+            sum += jury.rewardOf(handler.verifiers(i));
+        }
         assertEq(token.balanceOf(address(jury)), sum, "arbiter balance == unclaimed juror rewards");
     }
 
@@ -217,6 +227,8 @@ contract MarketInvariantTest is Test {
 
     function _tail(bytes memory data) internal pure returns (bytes memory out) {
         out = new bytes(data.length - 4);
-        for (uint256 i; i < out.length; ++i) out[i] = data[i + 4];
+        for (uint256 i; i < out.length; ++i) {
+            out[i] = data[i + 4];
+        }
     }
 }

@@ -87,8 +87,12 @@ abstract contract MarketFixture is Test {
     }
 
     function _stakeAll() internal {
-        for (uint256 i; i < 3; ++i) _stake(workers[i], WORKER, MIN_WORKER);
-        for (uint256 i; i < 5; ++i) _stake(verifiers[i], VERIFIER, MIN_VERIFIER);
+        for (uint256 i; i < 3; ++i) {
+            _stake(workers[i], WORKER, MIN_WORKER);
+        }
+        for (uint256 i; i < 5; ++i) {
+            _stake(verifiers[i], VERIFIER, MIN_VERIFIER);
+        }
     }
 
     function _postJob(uint256 budget, uint256 maxUnits) internal returns (uint256 jobId) {
@@ -169,9 +173,15 @@ abstract contract MarketFixture is Test {
         });
     }
 
-    function _roundLeafHashes(uint256 jobId, uint256 round, uint256 numUnits) internal view returns (bytes32[] memory h) {
+    function _roundLeafHashes(uint256 jobId, uint256 round, uint256 numUnits)
+        internal
+        view
+        returns (bytes32[] memory h)
+    {
         h = new bytes32[](numUnits);
-        for (uint256 k; k < numUnits; ++k) h[k] = market.hashRoundLeaf(_roundLeaf(jobId, round, k));
+        for (uint256 k; k < numUnits; ++k) {
+            h[k] = market.hashRoundLeaf(_roundLeaf(jobId, round, k));
+        }
     }
 
     /// @dev Commit a round of `numUnits` units each paying REWARD; returns the tree's leaf hashes.

@@ -30,19 +30,25 @@ library Merkle {
             n = _up(level, n);
         }
         out = new bytes32[](len);
-        for (uint256 i; i < len; ++i) out[i] = buf[i];
+        for (uint256 i; i < len; ++i) {
+            out[i] = buf[i];
+        }
     }
 
     /// @dev Replace the first ceil(n/2) entries with the next level; returns its size.
     function _up(bytes32[] memory level, uint256 n) private pure returns (uint256) {
         uint256 half = n / 2;
-        for (uint256 i; i < half; ++i) level[i] = hashPair(level[2 * i], level[2 * i + 1]);
+        for (uint256 i; i < half; ++i) {
+            level[i] = hashPair(level[2 * i], level[2 * i + 1]);
+        }
         if (n % 2 == 1) level[half] = level[n - 1];
         return half + n % 2;
     }
 
     function _copy(bytes32[] memory a) private pure returns (bytes32[] memory b) {
         b = new bytes32[](a.length);
-        for (uint256 i; i < a.length; ++i) b[i] = a[i];
+        for (uint256 i; i < a.length; ++i) {
+            b[i] = a[i];
+        }
     }
 }
