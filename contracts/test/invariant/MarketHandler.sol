@@ -219,7 +219,7 @@ contract MarketHandler is Test {
             // each leaf pays at most REWARD and the round at most the escrow
             uint256 left = j.escrow - total;
             uint256 amount = uint256(keccak256(abi.encode(amountSeed, k))) % ((left < REWARD ? left : REWARD) + 1);
-            address w = workers[(amountSeed + k) % 3];
+            address w = workers[(amountSeed % 3 + k) % 3];
             (, bytes32 resultHash,) = _result(jobId, round, k);
             r.leafHashes.push(keccak256(bytes.concat(keccak256(abi.encode(jobId, round, k, w, amount, resultHash)))));
             r.leafWorkers.push(w);
@@ -270,11 +270,11 @@ contract MarketHandler is Test {
     function challenge(uint256 roundSeed, uint256 unitSeed, uint256 stepSeed, uint256 who) external {
         uint256 n = _rounds.length;
         for (uint256 t; t < n; ++t) {
-            RoundRef storage r = _rounds[(roundSeed + t) % n];
+            RoundRef storage r = _rounds[(roundSeed % n + t) % n];
             IMarket.RoundView memory v = market.getRound(r.jobId, r.round);
             if (v.status != IMarket.RoundStatus.Committed || block.timestamp >= v.challengeEnd) continue;
             for (uint256 u; u < r.numUnits; ++u) {
-                uint256 k = (unitSeed + u) % r.numUnits;
+                uint256 k = (unitSeed % r.numUnits + u) % r.numUnits;
                 if (market.leafStatus(r.leafHashes[k]) != IMarket.LeafStatus.None) continue;
                 address challenger = verifiers[who % 6];
                 if (challenger == r.leafWorkers[k]) continue;
@@ -335,7 +335,7 @@ contract MarketHandler is Test {
     function _openJob(uint256 seed) internal returns (uint256) {
         uint256 n = jobIds.length;
         for (uint256 t; t < n; ++t) {
-            uint256 jobId = jobIds[(seed + t) % n];
+            uint256 jobId = jobIds[(seed % n + t) % n];
             IMarket.JobView memory j = market.getJob(jobId);
             if (j.status == IMarket.JobStatus.Open && block.timestamp < j.deadline && j.unitsCommitted < j.maxUnits) {
                 return jobId;
@@ -349,7 +349,7 @@ contract MarketHandler is Test {
     function _openDispute(uint256 seed) internal view returns (uint256) {
         uint256 n = disputeIds.length;
         for (uint256 t; t < n; ++t) {
-            uint256 id = disputeIds[(seed + t) % n];
+            uint256 id = disputeIds[(seed % n + t) % n];
             if (market.getDispute(id).status == IMarket.DisputeStatus.Open) return id;
         }
         return 0;
