@@ -97,13 +97,19 @@ def unit_ids_with_status(session: Session, *, round_id: int, statuses: Sequence[
                                 .order_by(Unit.id)))
 
 
+OPEN_UNIT = ("queued", "leased", "verifying")
+
+
 def set_unit_status(session: Session, *, unit_ids: Sequence[int], status: str,
-                    only_if_lease: str | None = None, **values: Any) -> int:
+                    only_if_lease: str | None = None, only_if_open: bool = False, **values: Any) -> int:
     """Set status (and other columns) of units; with `only_if_lease`, only where that lease
-    is still the unit's current one. Returns rows changed."""
+    is still the unit's current one; with `only_if_open`, only units not yet accepted or
+    cancelled. Returns rows changed."""
     stmt = update(Unit).where(Unit.id.in_(unit_ids))
     if only_if_lease is not None:
         stmt = stmt.where(Unit.current_lease == only_if_lease)
+    if only_if_open:
+        stmt = stmt.where(Unit.status.in_(OPEN_UNIT))
     return session.execute(stmt.values(status=status, **values)).rowcount
 
 

@@ -127,6 +127,7 @@ def open_round(ctx: Context, *, job_id: int, round: int, checkpoint_blob: str,
                                 checkpoint_blob=checkpoint_blob, slot_states=slot_states, now=now,
                                 deadline=now + ctx.settings.round_timeout_s)
         job.status, job.current_round = "active", round
+        ctx.forget_job(job_id)
         tx.emit("round.opened", job_id, {"round": round, "units": rnd.units, "checkpoint": checkpoint_blob}, now=now)
     seed_round(ctx, job_id=job_id, round=round)
     return rnd
@@ -154,6 +155,7 @@ def maybe_close_round(ctx: Context, *, job_id: int, round: int) -> str:
             job = crud.get_job(s, job_id=job_id)
             assert job is not None
             _after_close(tx, job, rnd, "complete", now)
+            ctx.forget_job(job_id)
         return rnd.status
 
 
@@ -177,6 +179,7 @@ def sweep_deadlines(ctx: Context) -> None:
                 job = crud.get_job(s, job_id=job_id)
                 assert job is not None
                 _after_close(tx, job, rnd, "quorum", now)
+                ctx.forget_job(job_id)
             elif rnd.status == "open" and rnd.deadline <= now:
                 rnd.deadline = now + ctx.settings.round_timeout_s
                 tx.emit("round.deadline_extended", job_id, {"round": round, "accepted": rnd.accepted,

@@ -67,8 +67,8 @@ def submit_result(ctx: Context, *, worker: str, unit_id: int, body: ResultSubmis
         record_reaped(ctx, [(lease_id, unit_id)])
     _raise_for(ans, lease_id=lease_id, worker=worker)
     try:
-        with ctx.transaction() as tx:
-            crud.set_unit_status(tx.session, unit_ids=[unit_id], status="verifying", only_if_lease=lease_id)
+        with ctx.transaction(durable=False) as tx:  # a status mirror of Redis's `submitting`
+            crud.set_unit_status(tx.session, unit_ids=[unit_id], status="verifying", only_if_open=True)
         verdict = ctx.intake.verify(UnitSubmission(
             spec=spec, job_id=job.id, round=unit.round, unit=unit.index, worker=worker,
             checkpoint=rnd.checkpoint_blob, slot_state=unit.slot_state_blob, input_hash=body.input_hash,
@@ -76,8 +76,8 @@ def submit_result(ctx: Context, *, worker: str, unit_id: int, body: ResultSubmis
             snapshot_blobs=tuple(body.snapshot_blobs), blob_path=ctx.blobs.path))
     except BaseException:
         ctx.leases.abort_submit(lease_id=lease_id, ttl_s=ctx.settings.lease_ttl_s)
-        with ctx.transaction() as tx:
-            crud.set_unit_status(tx.session, unit_ids=[unit_id], status="leased", only_if_lease=lease_id)
+        with ctx.transaction(durable=False) as tx:
+            crud.set_unit_status(tx.session, unit_ids=[unit_id], status="leased", only_if_open=True)
         raise
     return _record(ctx, worker=worker, unit_id=unit_id, body=body, verdict=verdict, result_hash=result_hash,
                    job_id=job.id, round=unit.round, unit_index=unit.index, round_id=rnd.id)
@@ -106,7 +106,7 @@ def _record(ctx: Context, *, worker: str, unit_id: int, body: ResultSubmission, 
                 verdict="accepted" if accepted else "rejected", reason=verdict.reason, evidence_blob=evidence,
                 submitted_at=now)
             changed = crud.set_unit_status(
-                s, unit_ids=[unit_id], status="accepted" if accepted else "queued", only_if_lease=lease_id,
+                s, unit_ids=[unit_id], status="accepted" if accepted else "queued", only_if_open=True,
                 current_lease=lease_id if accepted else None, **({"accepted_result_id": res.id} if accepted else {}))
             if changed != 1:  # the round closed at quorum and cancelled the unit meanwhile
                 raise ConflictError(f"unit {unit_id} was cancelled (its round closed at quorum) while the result "

@@ -10,6 +10,8 @@ from __future__ import annotations
 import uuid
 from typing import Sequence
 
+from sqlalchemy import select
+
 from coordinator import crud
 from coordinator.context import Context
 from coordinator.errors import ConflictError, ForbiddenError, GoneError, NotFoundError
@@ -31,7 +33,7 @@ def record_reaped(ctx: Context, reaped: Sequence[tuple[str, int]], *, reason: st
     if not reaped:
         return
     now = ctx.now()
-    with ctx.transaction() as tx:
+    with ctx.transaction(durable=False) as tx:
         crud.end_leases(tx.session, lease_ids=[lid for lid, _ in reaped], reason=reason, now=now)
         for lid, unit_id in reaped:
             crud.set_unit_status(tx.session, unit_ids=[unit_id], status="queued", only_if_lease=lid, current_lease=None)
@@ -39,51 +41,46 @@ def record_reaped(ctx: Context, reaped: Sequence[tuple[str, int]], *, reason: st
             tx.emit("lease.expired", unit.job_id if unit else None, {"lease_id": lid, "unit_id": unit_id}, now=now)
 
 
-def _grant(job: Job, rnd: Round, unit: Unit, lease_id: str, expires_at: float, ttl_s: float) -> LeaseGrant:
-    return LeaseGrant(lease_id=lease_id, unit_id=unit.id, job_id=job.id, round=unit.round, unit=unit.index,
-                      spec_hash=job.spec_hash, inputs=UnitInputs(checkpoint=rnd.checkpoint_blob,
-                                                                 slot_state=unit.slot_state_blob),
-                      expires_at=expires_at, ttl_s=ttl_s)
-
-
 def claim(ctx: Context, *, worker: str, job_id: int) -> LeaseGrant | None:
     """A lease on the job's next queued unit; the worker's live lease if it has one; None
     when no unit is free right now (try again later)."""
     ttl = ctx.settings.lease_ttl_s
-    with ctx.transaction() as tx:
-        job = crud.get_job(tx.session, job_id=job_id)
-        if job is None:
-            raise NotFoundError(f"job {job_id} is not registered with this coordinator")
-        if job.status != "active":
-            raise ConflictError(f"job {job_id} has no units to hand out: {JOB_STATE_HINT.get(job.status, job.status)}"
-                                + (f" ({job.hold_reason})" if job.hold_reason else ""))
-        current = job.current_round
+    brief = ctx.job_brief(job_id)
+    if brief is None:
+        raise NotFoundError(f"job {job_id} is not registered with this coordinator")
+    if brief.status != "active":
+        raise ConflictError(f"job {job_id} has no units to hand out: {JOB_STATE_HINT.get(brief.status, brief.status)}"
+                            + (f" ({brief.hold_reason})" if brief.hold_reason else ""))
     lease_id = uuid.uuid4().hex
-    out = ctx.leases.claim(job_id=job_id, round=current, worker=worker, lease_id=lease_id, ttl_s=ttl)
+    out = ctx.leases.claim(job_id=job_id, round=brief.current_round, worker=worker, lease_id=lease_id, ttl_s=ttl)
     if out.status == "unseeded":
-        seed_round(ctx, job_id=job_id, round=current)
-        out = ctx.leases.claim(job_id=job_id, round=current, worker=worker, lease_id=lease_id, ttl_s=ttl)
+        seed_round(ctx, job_id=job_id, round=brief.current_round)
+        out = ctx.leases.claim(job_id=job_id, round=brief.current_round, worker=worker, lease_id=lease_id, ttl_s=ttl)
     record_reaped(ctx, out.reaped)
     if out.status in ("empty", "unseeded"):
         return None
     assert out.unit_id is not None and out.lease_id is not None and out.expires_at is not None
     now = ctx.now()
     try:
-        with ctx.transaction() as tx:
+        # lease history mirrors Redis (the truth for live leases): no need to wait for the WAL flush
+        with ctx.transaction(durable=False) as tx:
             s = tx.session
-            unit = crud.get_unit(s, unit_id=out.unit_id)
-            assert unit is not None, f"Redis queued unit {out.unit_id} that the database does not have"
-            rnd = s.get(Round, unit.round_id)
-            job = crud.get_job(s, job_id=job_id)
-            assert rnd is not None and job is not None
+            row = s.execute(select(Unit, Round.checkpoint_blob, Job.spec_hash).join(Round, Unit.round_id == Round.id)
+                            .join(Job, Unit.job_id == Job.id).where(Unit.id == out.unit_id)).one_or_none()
+            assert row is not None, f"Redis queued unit {out.unit_id} that the database does not have"
+            unit, checkpoint, spec_hash = row
             if out.status == "granted":
                 crud.create_lease(s, lease_id=out.lease_id, unit_id=unit.id, worker=worker, now=now,
                                   expires_at=out.expires_at)
                 crud.mark_unit_leased(s, unit_id=unit.id, lease_id=out.lease_id)
-                crud.touch_worker(s, address=worker, now=now)
+                if ctx.should_touch_worker(worker, now):
+                    crud.touch_worker(s, address=worker, now=now)
                 tx.emit("lease.granted", job_id, {"lease_id": out.lease_id, "unit_id": unit.id, "round": unit.round,
                                                   "unit": unit.index, "worker": worker}, now=now)
-            grant = _grant(job, rnd, unit, out.lease_id, out.expires_at, ttl)
+            grant = LeaseGrant(lease_id=out.lease_id, unit_id=unit.id, job_id=job_id, round=unit.round, unit=unit.index,
+                               spec_hash=spec_hash, inputs=UnitInputs(checkpoint=checkpoint,
+                                                                      slot_state=unit.slot_state_blob),
+                               expires_at=out.expires_at, ttl_s=ttl)
     except BaseException:
         if out.status == "granted":  # undo in Redis what the database could not record
             ctx.leases.release(lease_id=out.lease_id, worker=worker)
@@ -125,7 +122,7 @@ def release(ctx: Context, *, worker: str, lease_id: str) -> None:
         record_reaped(ctx, [(lease_id, ans.unit_id or 0)])
     _raise_for(ans, lease_id=lease_id, worker=worker)
     now = ctx.now()
-    with ctx.transaction() as tx:
+    with ctx.transaction(durable=False) as tx:
         crud.end_leases(tx.session, lease_ids=[lease_id], reason="released", now=now)
         crud.set_unit_status(tx.session, unit_ids=[ans.unit_id or 0], status="queued", only_if_lease=lease_id,
                              current_lease=None)

@@ -15,7 +15,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from coordinator import CoordinatorError
@@ -73,10 +73,17 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+_MIGRATION_LOCK = 0x63726F7764  # PostgreSQL advisory lock key ("crowd"): one migrator at a time
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply migrations up to `revision` (idempotent)."""
+    """Apply migrations up to `revision` (idempotent). On PostgreSQL an advisory lock makes
+    processes that start together (auto_migrate) take turns: the second finds the schema
+    current and does nothing. SQLite serialises writers by itself."""
     cfg = _config()
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 
