@@ -276,13 +276,16 @@ contract JuryArbiter is IJuryArbiter, ReentrancyGuardTransient {
         Dispute storage d = _disputes[disputeId];
         uint256 winners = ruling == RULING_WORKER ? d.votesWorker : d.votesChallenger; // > 0: ruling != 0
         uint256 share = amount / winners;
-        uint256 paid;
+        uint256 paidJurors = 0;
+        uint256 given = 0;
         address[] storage jurors = _jurors[disputeId];
         for (uint256 i; i < jurors.length; ++i) {
             Vote storage v = _votes[disputeId][jurors[i]];
             if (!v.revealed || v.choice != ruling) continue;
-            ++paid;
-            uint256 pay = paid == winners ? amount - share * (winners - 1) : share;
+            ++paidJurors;
+            // the last winner takes what is left, so the shares add up to `amount` exactly
+            uint256 pay = paidJurors == winners ? amount - given : share;
+            given += pay;
             _rewards[jurors[i]] += pay;
             emit JurorRewarded(disputeId, jurors[i], pay);
         }
@@ -299,7 +302,7 @@ contract JuryArbiter is IJuryArbiter, ReentrancyGuardTransient {
             bytes32 seed = keccak256(
                 abi.encode(
                     block.prevrandao,
-                    block.number == 0 ? bytes32(0) : blockhash(block.number - 1),
+                    blockhash(block.number - 1), // no transaction runs in block 0
                     address(this),
                     disputeId
                 )

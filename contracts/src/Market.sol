@@ -275,16 +275,19 @@ contract Market is MarketStaking, EIP712, Ownable {
         if (fee != 0) revert MarketArbitrationFeeUnsupported(fee);
 
         disputeId = ++_disputeCount;
-        Dispute storage d = _disputes[disputeId];
-        d.jobId = ev.leaf.jobId;
-        d.round = ev.leaf.round;
-        d.leaf = leaf;
-        d.worker = worker;
-        d.openedAt = uint64(block.timestamp);
-        d.status = DisputeStatus.Open;
-        d.challenger = msg.sender;
-        d.amount = ev.leaf.amount;
-        d.bond = _challengeBond;
+        _disputes[disputeId] = Dispute({
+            jobId: ev.leaf.jobId,
+            round: ev.leaf.round,
+            leaf: leaf,
+            worker: worker,
+            openedAt: uint64(block.timestamp),
+            status: DisputeStatus.Open,
+            ruling: 0,
+            challenger: msg.sender,
+            amount: ev.leaf.amount,
+            bond: _challengeBond,
+            arbiterDisputeId: 0 // set below, once the arbiter answered
+        });
         _leafStatus[leaf] = LeafStatus.Challenged;
         ++r.openDisputes;
         _enterDispute(worker, msg.sender);
@@ -292,7 +295,7 @@ contract Market is MarketStaking, EIP712, Ownable {
         _token.safeTransferFrom(msg.sender, address(this), _challengeBond);
         // The arbiter is trusted (set once by the owner); it may read this market's views.
         uint256 arbiterDisputeId = arb.createDispute(2, extraData);
-        d.arbiterDisputeId = arbiterDisputeId;
+        _disputes[disputeId].arbiterDisputeId = arbiterDisputeId;
         _disputeIdOf[arbiterDisputeId] = disputeId;
         emit DisputeOpened(
             disputeId, arbiterDisputeId, ev.leaf.jobId, ev.leaf.round, leaf, worker, msg.sender, _challengeBond
