@@ -12,7 +12,7 @@ setup:
 demo: setup
 	crowdtrain demo
 
-test: setup check-artifacts test-contracts test-python
+test: setup check-artifacts test-contracts slither test-python
 
 check-artifacts:
 	@node scripts/compile_contracts.js --check
@@ -20,8 +20,19 @@ check-artifacts:
 artifacts:
 	node scripts/compile_contracts.js
 
+# forge fmt check, every forge test (unit, fuzz, invariant), then the gas snapshot check
 test-contracts:
-	cd contracts && forge test
+	cd contracts && forge fmt --check && forge test && forge snapshot --check $(GAS_SNAPSHOT_FILTER)
+
+# gas snapshot of the unit tests (fuzz/invariant gas averages vary run to run, so they are left
+# out); regenerate with: cd contracts && forge snapshot --no-match-test '(fuzz|invariant)'
+GAS_SNAPSHOT_FILTER := --no-match-test '(fuzz|invariant)'
+gas:
+	cd contracts && forge snapshot --check $(GAS_SNAPSHOT_FILTER)
+
+# static analysis; fails on High/Medium findings not triaged in scripts/slither-triage.json
+slither:
+	scripts/slither.sh
 
 test-python:
 	python -m pytest -m "not gpu" $(PYTEST_ARGS)
