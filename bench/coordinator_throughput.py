@@ -33,6 +33,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import psutil
 import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,9 +153,10 @@ def main() -> None:
                        spec_hash="0x" + spec.spec_hash().hex(), reward_per_unit=10, max_units=units,
                        deadline=int(time.time()) + 86_400, status=1)
         env = {"CROWDTRAIN_COORD_RATE_LIMIT_REQUESTS": str(10**9), "CROWDTRAIN_COORD_LEASE_TTL_S": "600"}
+        pids: list[int] = []
         with coordinator_processes(args.processes, workdir=tmp, database_url=PG_ADMIN.rsplit("/", 1)[0] + "/" + db,
                                    redis_url=redis_url, prefix="bench", stakes={w.address: 1000 for w in workers},
-                                   jobs=[job], extra_env=env) as urls:
+                                   jobs=[job], extra_env=env, pids=pids) as urls:
             with httpx.Client(timeout=60) as c:
                 body = json.dumps({"job_id": 7, "spec": spec.model_dump(mode="json")}).encode()
                 h = make_auth_headers(workers[0], method="POST", path="/jobs", body=body, chain_id=CHAIN_ID)
@@ -176,9 +178,15 @@ def main() -> None:
                                                body_hash=bytes.fromhex(d[2:]), chain_id=CHAIN_ID)
                         assert c.put(urls[0] + f"/blobs/{d}", content=data, headers=hh).status_code in (200, 201)
                 print(f"uploaded the blobs of {units} results in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+            servers = [psutil.Process(p) for p in pids]
+            pg = [p for p in psutil.process_iter(["name", "username"]) if p.info["name"] == "postgres"]
+            cpu = lambda ps: sum(sum(p.cpu_times()[:2]) for p in ps if p.is_running())  # noqa: E731
+            me = psutil.Process()
+            c0, s0, p0, l0 = cpu([me]), cpu(servers), cpu(pg), os.getloadavg()[0]
             t0 = time.perf_counter()
             lat = asyncio.run(run(args, urls, workers, results))
             wall = time.perf_counter() - t0
+            c1, s1, p1, l1 = cpu([me]), cpu(servers), cpu(pg), os.getloadavg()[0]
         total = sum(len(v) for v in lat.values())
         print(f"coordinator throughput: {args.workers} workers, {args.processes} processes, PostgreSQL + Redis, "
               f"{os.cpu_count()} CPUs (load generator on the same machine)")
@@ -188,6 +196,9 @@ def main() -> None:
         done = len(lat["submit"])
         print(f"all ops: {total / wall:.0f} ops/s; units claimed+heartbeated+submitted: {done / wall:.1f} per s "
               f"({done} in {wall:.1f} s)")
+        print(f"CPU per op (load-independent): coordinator processes {1000 * (s1 - s0) / total:.2f} ms, "
+              f"PostgreSQL {1000 * (p1 - p0) / total:.2f} ms, load generator {1000 * (c1 - c0) / total:.2f} ms; "
+              f"load average {l0:.1f} -> {l1:.1f} on {os.cpu_count()} CPUs")
         print(f"redis-benchmark -q -n 100000 -t set,get: {redis_benchmark(redis_port)}")
     finally:
         stop_redis(tmp)

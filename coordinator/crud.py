@@ -1,9 +1,10 @@
 """Data access: keyword-only functions over a SQLAlchemy session; None means "not found".
 
-Callers own the transaction (commit/rollback). Counters that several processes bump
-(round.accepted) are updated with SQL expressions, never read-modify-write, and state
-transitions that must happen once (closing a round) are conditional UPDATEs whose row
-count says whether this caller won.
+Callers own the transaction (commit/rollback). Nothing hot is a shared counter: a round's
+accepted units are counted from `units` (index on round_id, status) instead of bumping a
+column every submission would queue on; `rounds.accepted` is written once, when the round
+closes. State transitions that must happen once (closing a round) are conditional UPDATEs
+whose row count says whether this caller won.
 """
 from __future__ import annotations
 
@@ -62,20 +63,27 @@ def create_round(session: Session, *, job_id: int, round: int, units: int, check
     return rnd
 
 
+def _accepted_count(round_id: Any) -> Any:
+    return (select(func.count()).select_from(Unit).where(Unit.round_id == round_id, Unit.status == "accepted")
+            .scalar_subquery())
+
+
 def count_accepted(session: Session, *, round_id: int) -> int:
-    return int(session.scalar(select(Round.accepted).where(Round.id == round_id)) or 0)
+    return int(session.scalar(select(_accepted_count(round_id))) or 0)
 
 
-def increment_accepted(session: Session, *, round_id: int) -> None:
-    session.execute(update(Round).where(Round.id == round_id).values(accepted=Round.accepted + 1))
+def accepted_by_round(session: Session, *, round_ids: Sequence[int]) -> dict[int, int]:
+    rows = session.execute(select(Unit.round_id, func.count()).where(Unit.round_id.in_(round_ids),
+                                                                    Unit.status == "accepted").group_by(Unit.round_id))
+    return {rid: int(n) for rid, n in rows}
 
 
 def close_round(session: Session, *, round_id: int, status: str, now: float, min_accepted: int) -> bool:
-    """Close an open round as `status` when at least `min_accepted` units are accepted.
-    True only for the one caller whose UPDATE changed the row."""
+    """Close an open round as `status` when at least `min_accepted` units are accepted, and
+    record that count. True only for the one caller whose UPDATE changed the row."""
     res = session.execute(update(Round).where(Round.id == round_id, Round.status == "open",
-                                              Round.accepted >= min_accepted)
-                          .values(status=status, closed_at=now))
+                                              _accepted_count(round_id) >= min_accepted)
+                          .values(status=status, closed_at=now, accepted=_accepted_count(round_id)))
     return res.rowcount == 1
 
 

@@ -149,8 +149,9 @@ def maybe_close_round(ctx: Context, *, job_id: int, round: int) -> str:
         s = tx.session
         rnd = crud.get_round(s, job_id=job_id, round=round)
         assert rnd is not None
-        if rnd.status == "open" and crud.close_round(s, round_id=rnd.id, status="complete", now=now,
-                                                     min_accepted=rnd.units):
+        # count first (no lock): only the submission that completes the round tries the UPDATE
+        if rnd.status == "open" and crud.count_accepted(s, round_id=rnd.id) >= rnd.units \
+                and crud.close_round(s, round_id=rnd.id, status="complete", now=now, min_accepted=rnd.units):
             s.refresh(rnd)
             job = crud.get_job(s, job_id=job_id)
             assert job is not None
@@ -182,7 +183,8 @@ def sweep_deadlines(ctx: Context) -> None:
                 ctx.forget_job(job_id)
             elif rnd.status == "open" and rnd.deadline <= now:
                 rnd.deadline = now + ctx.settings.round_timeout_s
-                tx.emit("round.deadline_extended", job_id, {"round": round, "accepted": rnd.accepted,
+                tx.emit("round.deadline_extended", job_id, {"round": round,
+                                                            "accepted": crud.count_accepted(s, round_id=round_id),
                                                             "quorum": quorum, "deadline": rnd.deadline}, now=now)
         if retired:
             ctx.leases.retire(job_id=job_id, unit_ids=retired)

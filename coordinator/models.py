@@ -49,7 +49,7 @@ class Round(Base):
     status: Mapped[str] = mapped_column(String(32), comment="open | complete | quorum | cancelled")
     checkpoint_blob: Mapped[str | None] = mapped_column(HASH, comment="global checkpoint G_r; NULL = init from spec seed")
     units: Mapped[int] = mapped_column(Integer)
-    accepted: Mapped[int] = mapped_column(Integer, default=0)
+    accepted: Mapped[int] = mapped_column(Integer, default=0, comment="set when the round closes; count units while open")
     opened_at: Mapped[float] = mapped_column(Double)
     deadline: Mapped[float] = mapped_column(Double)
     closed_at: Mapped[float | None] = mapped_column(Double)
@@ -60,11 +60,12 @@ class Round(Base):
 
 class Unit(Base):
     __tablename__ = "units"
-    __table_args__ = (UniqueConstraint("round_id", "index", name="uq_units_round_index"),)
+    __table_args__ = (UniqueConstraint("round_id", "index", name="uq_units_round_index"),
+                      Index("ix_units_round_id_status", "round_id", "status"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
-    round_id: Mapped[int] = mapped_column(ForeignKey("rounds.id"), index=True)
+    round_id: Mapped[int] = mapped_column(ForeignKey("rounds.id"))
     round: Mapped[int] = mapped_column(Integer)
     index: Mapped[int] = mapped_column(Integer, comment="slot k")
     status: Mapped[str] = mapped_column(String(32), comment="queued | leased | verifying | accepted | cancelled")

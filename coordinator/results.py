@@ -111,8 +111,6 @@ def _record(ctx: Context, *, worker: str, unit_id: int, body: ResultSubmission, 
             if changed != 1:  # the round closed at quorum and cancelled the unit meanwhile
                 raise ConflictError(f"unit {unit_id} was cancelled (its round closed at quorum) while the result "
                                     "was verified; it takes no more results")
-            if accepted:
-                crud.increment_accepted(s, round_id=round_id)
             crud.end_leases(s, lease_ids=[lease_id], reason="accepted" if accepted else "rejected", now=now)
             tx.emit("result.accepted" if accepted else "result.rejected", job_id,
                     {"result_id": res.id, "unit_id": unit_id, "round": round, "unit": unit_index, "worker": worker,

@@ -11,9 +11,11 @@ def job_view(j: Job) -> JobView:
                    current_round=j.current_round, registered_at=j.registered_at)
 
 
-def round_view(r: Round) -> RoundView:
+def round_view(r: Round, accepted_now: int | None = None) -> RoundView:
+    """`accepted_now`: the live count for an open round (the column is set when it closes)."""
+    accepted = accepted_now if r.status == "open" and accepted_now is not None else r.accepted
     return RoundView(round=r.round, status=r.status, checkpoint=r.checkpoint_blob, units=r.units,  # type: ignore[arg-type]
-                     accepted=r.accepted, opened_at=r.opened_at, deadline=r.deadline, closed_at=r.closed_at,
+                     accepted=accepted, opened_at=r.opened_at, deadline=r.deadline, closed_at=r.closed_at,
                      committed_root=r.committed_root, commit_tx=r.commit_tx)
 
 

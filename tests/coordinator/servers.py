@@ -24,8 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 @contextmanager
 def coordinator_processes(n: int, *, workdir: Path, database_url: str, redis_url: str, prefix: str,
                           stakes: dict[str, int], jobs: list[ChainJob], extra_env: dict[str, str] | None = None,
-                          workers_per_process: int = 1) -> Iterator[list[str]]:
-    """Start `n` coordinator processes; yields their base URLs; stops them by PID."""
+                          workers_per_process: int = 1, pids: list[int] | None = None) -> Iterator[list[str]]:
+    """Start `n` coordinator processes; yields their base URLs (and appends their PIDs to
+    `pids` when given); stops them by PID."""
     workdir.mkdir(parents=True, exist_ok=True)
     gw_file = workdir / "gateway.json"
     gw_file.write_text(json.dumps({"stakes": stakes, "jobs": [asdict(j) for j in jobs]}))
@@ -41,9 +42,14 @@ def coordinator_processes(n: int, *, workdir: Path, database_url: str, redis_url
             with open(log, "wb") as out:
                 p = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "tests.coordinator.mp_app:create",
                                       "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-                                      "--workers", str(workers_per_process)],
+                                      "--workers", str(workers_per_process),
+                                      # longer than any client waits between requests: a connection the
+                                      # server closes while the client reuses it is a spurious ReadError
+                                      "--timeout-keep-alive", "120"],
                                      cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
             procs.append((p, f"http://127.0.0.1:{port}", log))
+            if pids is not None:
+                pids.append(p.pid)
         deadline = time.monotonic() + 60
         for p, url, log in procs:
             while True:

@@ -42,7 +42,9 @@ def get_job(job_id: JobId, session: SessionDep) -> JobView:
 def list_rounds(job_id: JobId, session: SessionDep) -> list[RoundView]:
     if crud.get_job(session, job_id=job_id) is None:
         raise NotFoundError(f"job {job_id} is not registered with this coordinator")
-    return [round_view(r) for r in crud.list_rounds(session, job_id=job_id)]
+    rounds = crud.list_rounds(session, job_id=job_id)
+    live = crud.accepted_by_round(session, round_ids=[r.id for r in rounds if r.status == "open"])
+    return [round_view(r, live.get(r.id, 0)) for r in rounds]
 
 
 @router.get("/{job_id}/rounds/{round}/units", response_model=list[UnitView], responses={404: {"model": ErrorBody}})
