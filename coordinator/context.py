@@ -6,7 +6,7 @@ import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import redis
 from sqlalchemy import Engine, text
@@ -21,6 +21,9 @@ from coordinator.events import EventBus, PendingEvent
 from coordinator.guards import NonceStore, RateLimiter
 from coordinator.intake import Intake
 from coordinator.leases import LeaseManager
+
+if TYPE_CHECKING:
+    from coordinator.aggregation import Aggregator
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,7 @@ class Context:
     limiter: RateLimiter
     gateway: ChainGateway
     intake: Intake
+    aggregator: "Aggregator | None" = None  # None: rounds wait in awaiting_aggregation
     db_revision: str = ""
     job_briefs: dict[int, tuple[float, "JobBrief"]] = field(default_factory=dict)
     job_brief_ttl_s: float = 1.0

@@ -49,10 +49,11 @@ def list_rounds(session: Session, *, job_id: int) -> Sequence[Round]:
 
 
 def create_round(session: Session, *, job_id: int, round: int, units: int, checkpoint_blob: str | None,
-                 slot_states: Sequence[str | None] | None, now: float, deadline: float) -> Round:
+                 slot_states: Sequence[str | None] | None, now: float, deadline: float,
+                 momentum_blob: str | None = None) -> Round:
     """A round and its `units` unit rows (slot states per slot index, None = fresh)."""
     rnd = Round(job_id=job_id, round=round, status="open", checkpoint_blob=checkpoint_blob, units=units, accepted=0,
-                opened_at=now, deadline=deadline)
+                opened_at=now, deadline=deadline, momentum_blob=momentum_blob)
     session.add(rnd)
     session.flush()
     session.execute(Unit.__table__.insert(), [

@@ -29,6 +29,7 @@ from coordinator.errors import UnavailableError
 from protocol.spec import JobSpec
 
 if TYPE_CHECKING:
+    from coordinator.compute import ComputePool
     from coordinator.core.config import Settings
 
 
@@ -130,13 +131,17 @@ class StructuralIntake:
         return Verdict(True, "structure and hashes verified (trace root, snapshot count and formats); no replay")
 
 
-def default_intake(settings: "Settings") -> Intake:
-    """TrainingIntake in `settings.intake` mode; NotConfiguredIntake where torch is absent."""
+def torch_available() -> bool:
     import importlib.util
 
-    if importlib.util.find_spec("torch") is None:
+    return importlib.util.find_spec("torch") is not None
+
+
+def default_intake(settings: "Settings", pool: "ComputePool | None" = None) -> Intake:
+    """TrainingIntake in `settings.intake` mode; NotConfiguredIntake where torch is absent."""
+    if not torch_available():
         return NotConfiguredIntake()
     from coordinator.training_intake import TrainingIntake
 
     return TrainingIntake(mode=settings.intake, datasets_dir=settings.resolved_datasets_dir,
-                          processes=settings.verify_processes, timeout_s=0.9 * settings.verify_timeout_s)
+                          processes=settings.verify_processes, timeout_s=0.9 * settings.verify_timeout_s, pool=pool)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from coordinator import crud
@@ -108,9 +109,22 @@ def seed_round(ctx: Context, *, job_id: int, round: int) -> int | None:
 
 
 def open_round(ctx: Context, *, job_id: int, round: int, checkpoint_blob: str,
-               slot_states: Sequence[str | None] | None = None) -> Round:
-    """Open round `round` (> 0) from the outer step's checkpoint G_r: the aggregator's entry point."""
+               slot_states: Sequence[str | None] | None = None, momentum_blob: str | None = None) -> Round:
+    """Open round `round` (> 0) from the outer step's checkpoint G_r: the aggregator's entry
+    point. Raises ConflictError unless the job is awaiting round `round` (so a second
+    aggregator racing the first changes nothing)."""
     now = ctx.now()
+    try:
+        rnd = _open_round_tx(ctx, job_id=job_id, round=round, checkpoint_blob=checkpoint_blob,
+                             slot_states=slot_states, momentum_blob=momentum_blob, now=now)
+    except IntegrityError:  # the (job, round) row exists: another process opened it first
+        raise ConflictError(f"job {job_id} round {round} was opened concurrently") from None
+    seed_round(ctx, job_id=job_id, round=round)
+    return rnd
+
+
+def _open_round_tx(ctx: Context, *, job_id: int, round: int, checkpoint_blob: str,
+                   slot_states: Sequence[str | None] | None, momentum_blob: str | None, now: float) -> Round:
     with ctx.transaction() as tx:
         s = tx.session
         job = crud.get_job(s, job_id=job_id)
@@ -125,11 +139,14 @@ def open_round(ctx: Context, *, job_id: int, round: int, checkpoint_blob: str,
             raise InvalidInputError(f"{len(slot_states)} slot states given, the job has {job.units_per_round} slots")
         rnd = crud.create_round(s, job_id=job_id, round=round, units=job.units_per_round,
                                 checkpoint_blob=checkpoint_blob, slot_states=slot_states, now=now,
-                                deadline=now + ctx.settings.round_timeout_s)
-        job.status, job.current_round = "active", round
+                                deadline=now + ctx.settings.round_timeout_s, momentum_blob=momentum_blob)
+        moved = s.execute(update(Job).where(Job.id == job_id, Job.status == "awaiting_aggregation",
+                                            Job.current_round == round - 1)
+                          .values(status="active", current_round=round)).rowcount
+        if moved != 1:
+            raise ConflictError(f"job {job_id} round {round} was opened concurrently")
         ctx.forget_job(job_id)
         tx.emit("round.opened", job_id, {"round": round, "units": rnd.units, "checkpoint": checkpoint_blob}, now=now)
-    seed_round(ctx, job_id=job_id, round=round)
     return rnd
 
 

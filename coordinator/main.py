@@ -2,10 +2,11 @@
 
 Start-up (the lifespan) connects the database and refuses to start when it is not
 migrated (unless `auto_migrate`), connects or starts Redis, binds the chain gateway, and
-starts a sweeper task (expired leases, lost queues, round deadlines) every
-`sweep_interval_s`. `gateway` and `intake` may be injected; by default they are the
-Market over `rpc_url` and training's replay verifier (or a not-configured intake that
-answers 503). OpenAPI docs are served at /docs and /openapi.json.
+starts a sweeper task (expired leases, lost queues, round deadlines, pending outer steps)
+every `sweep_interval_s`. `gateway`, `intake` and `aggregator` may be injected; by default
+they are the Market over `rpc_url`, training's replay verifier (or a not-configured intake
+that answers 503 where torch is missing) and training's outer step (off with
+`aggregate=false`). OpenAPI docs are served at /docs and /openapi.json.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import AsyncIterator
 import anyio
 from fastapi import FastAPI
 
+from coordinator.aggregation import Aggregator, TrainingAggregator
 from coordinator.api.errors import BodySizeLimit, install_error_handlers
 from coordinator.api.routes import agents, blobs, events, health, jobs, leases, units
 from coordinator.blobs import BlobStore
@@ -28,13 +30,15 @@ from coordinator.core.db import ensure_migrated, make_engine, session_factory
 from coordinator.core.redis import connect_redis
 from coordinator.events import EventBus
 from coordinator.guards import NonceStore, RateLimiter
-from coordinator.intake import Intake, default_intake
+from coordinator.compute import ComputePool
+from coordinator.intake import Intake, default_intake, torch_available
 from coordinator.leases import LeaseManager
 
 log = logging.getLogger(__name__)
 
 
-def build_context(settings: Settings, *, gateway: ChainGateway | None = None, intake: Intake | None = None) -> Context:
+def build_context(settings: Settings, *, gateway: ChainGateway | None = None, intake: Intake | None = None,
+                  aggregator: Aggregator | None = None) -> Context:
     """Connect everything; raises DatabaseNotMigratedError, RedisUnavailableError, UnavailableError."""
     engine = make_engine(settings.resolved_database_url)
     try:
@@ -51,12 +55,16 @@ def build_context(settings: Settings, *, gateway: ChainGateway | None = None, in
         engine.dispose()
         raise
     p = settings.redis_prefix
+    pool = ComputePool(settings.verify_processes)  # shared by the default intake and aggregator
+    if aggregator is None and settings.aggregate and torch_available():
+        aggregator = TrainingAggregator(pool, timeout_s=settings.verify_timeout_s)
     return Context(
         settings=settings, engine=engine, sessions=session_factory(engine), redis=handles,
         leases=LeaseManager(handles.sync, p), blobs=BlobStore(settings.resolved_blob_dir, max_bytes=settings.max_blob_bytes),
         bus=EventBus(handles.sync, p), nonces=NonceStore(handles.sync, p),
         limiter=RateLimiter(handles.sync, p, limit=settings.rate_limit_requests, window_s=settings.rate_limit_window_s),
-        gateway=gw, intake=intake or default_intake(settings), db_revision=revision,
+        gateway=gw, intake=intake or default_intake(settings, pool), db_revision=revision,
+        aggregator=aggregator if settings.aggregate else None,
     )
 
 
@@ -72,12 +80,12 @@ async def _sweeper(ctx: Context) -> None:
 
 
 def create_app(settings: Settings | None = None, *, gateway: ChainGateway | None = None,
-               intake: Intake | None = None) -> FastAPI:
+               intake: Intake | None = None, aggregator: Aggregator | None = None) -> FastAPI:
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ctx = build_context(settings, gateway=gateway, intake=intake)
+        ctx = build_context(settings, gateway=gateway, intake=intake, aggregator=aggregator)
         app.state.ctx = ctx
         task = asyncio.create_task(_sweeper(ctx))
         try:
@@ -86,9 +94,10 @@ def create_app(settings: Settings | None = None, *, gateway: ChainGateway | None
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            close = getattr(ctx.intake, "close", None)
-            if close is not None:
-                close()
+            for part in (ctx.intake, ctx.aggregator):
+                close = getattr(part, "close", None)
+                if close is not None:
+                    close()
             await ctx.redis.aio.aclose()
             ctx.redis.close()
             ctx.engine.dispose()

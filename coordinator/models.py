@@ -48,6 +48,7 @@ class Round(Base):
     round: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(32), comment="open | complete | quorum | cancelled")
     checkpoint_blob: Mapped[str | None] = mapped_column(HASH, comment="global checkpoint G_r; NULL = init from spec seed")
+    momentum_blob: Mapped[str | None] = mapped_column(HASH, comment="outer momentum entering this round; NULL = none yet")
     units: Mapped[int] = mapped_column(Integer)
     accepted: Mapped[int] = mapped_column(Integer, default=0, comment="set when the round closes; count units while open")
     opened_at: Mapped[float] = mapped_column(Double)

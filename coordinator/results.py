@@ -14,6 +14,8 @@ If the intake cannot run (not configured, crashed) the lease goes back to `activ
 """
 from __future__ import annotations
 
+import threading
+
 from coordinator import crud
 from coordinator.context import Context
 from coordinator.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
@@ -129,5 +131,10 @@ def _record(ctx: Context, *, worker: str, unit_id: int, body: ResultSubmission, 
             ctx.leases.abort_submit(lease_id=lease_id, ttl_s=ctx.settings.lease_ttl_s)
         raise
     status = maybe_close_round(ctx, job_id=job_id, round=round)
+    if status != "open" and ctx.aggregator is not None:  # this submission closed the round
+        from coordinator.aggregation import aggregate_safely
+
+        threading.Thread(target=aggregate_safely, kwargs={"ctx": ctx, "job_id": job_id, "round": round},
+                         name=f"outer-step-{job_id}-{round}", daemon=True).start()
     return ResultReceipt(result_id=result_id, unit_id=unit_id, verdict="accepted" if accepted else "rejected",
                          reason=verdict.reason, round_status=status)  # type: ignore[arg-type]

@@ -132,7 +132,8 @@ def release(ctx: Context, *, worker: str, lease_id: str) -> None:
 
 def sweep(ctx: Context) -> None:
     """One pass of the background sweeper: reap expired leases of active jobs, re-seed a
-    round whose queue Redis lost, close or extend rounds past their deadline."""
+    round whose queue Redis lost, close or extend rounds past their deadline, run outer
+    steps that are due (after a quorum close, or retrying a failed one)."""
     with ctx.transaction() as tx:
         jobs = [(j, crud.get_job(tx.session, job_id=j).current_round) for j in crud.active_job_ids(tx.session)]  # type: ignore[union-attr]
     for job_id, current in jobs:
@@ -140,3 +141,8 @@ def sweep(ctx: Context) -> None:
             seed_round(ctx, job_id=job_id, round=current)
         record_reaped(ctx, ctx.leases.reap(job_id=job_id))
     sweep_deadlines(ctx)
+    if ctx.aggregator is not None:
+        from coordinator.aggregation import aggregate_safely, pending_aggregations
+
+        for job_id, round in pending_aggregations(ctx):
+            aggregate_safely(ctx, job_id=job_id, round=round)

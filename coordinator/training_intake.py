@@ -18,48 +18,30 @@ timeout) raises UnavailableError: the API answers 503 and the lease stays the wo
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import shutil
-import threading
 import uuid
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Literal
 
+from coordinator.compute import ComputePool
+from coordinator.compute import ComputeUnavailable as VerificationUnavailable
 from coordinator.errors import UnavailableError
 from coordinator.intake import StructuralIntake, UnitSubmission, Verdict
 
 IntakeMode = Literal["replay", "upload_check"]
 
 
-class VerificationUnavailable(Exception):
-    """Raised in the child when it cannot judge (picklable: message only)."""
-
-
 class TrainingIntake(StructuralIntake):
     def __init__(self, *, mode: IntakeMode = "replay", datasets_dir: Path, processes: int = 1,
-                 timeout_s: float = 600.0) -> None:
+                 timeout_s: float = 600.0, pool: ComputePool | None = None) -> None:
         self.mode = mode
         self.datasets_dir = Path(datasets_dir)
-        self.processes = processes
         self.timeout_s = timeout_s
-        self._pool: ProcessPoolExecutor | None = None
-        self._lock = threading.Lock()
-
-    def _executor(self) -> ProcessPoolExecutor:
-        with self._lock:
-            if self._pool is None:
-                self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
-            return self._pool
+        self.pool = pool or ComputePool(processes)
 
     def close(self) -> None:
-        with self._lock:
-            if self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = None
+        self.pool.close()
 
     def verify(self, s: UnitSubmission) -> Verdict:
         pre = super().verify(s)
@@ -74,17 +56,7 @@ class TrainingIntake(StructuralIntake):
             "slot_state": str(s.blob_path(s.slot_state)) if s.slot_state else None,
             "dataset_dir": str(self._dataset_dir(s)) if self.mode == "replay" else "",
         }
-        try:
-            fut: Future[tuple[bool, str, bytes | None]] = self._executor().submit(judge, args)
-            accepted, reason, evidence = fut.result(timeout=self.timeout_s)
-        except FutureTimeout:
-            self.close()  # the stuck child goes with the pool; the next call starts a fresh one
-            raise UnavailableError(f"verification did not finish within {self.timeout_s:g} s; retry later") from None
-        except BrokenProcessPool:
-            self.close()
-            raise UnavailableError("the verification process died (out of memory?); retry later") from None
-        except VerificationUnavailable as e:
-            raise UnavailableError(str(e)) from None
+        accepted, reason, evidence = self.pool.run(judge, args, timeout_s=self.timeout_s, what="verification")
         return Verdict(accepted, reason, evidence)
 
 

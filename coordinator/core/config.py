@@ -49,7 +49,8 @@ class Settings(BaseSettings):
                                                      "segments (needs the dataset) or check the upload only")
     datasets_dir: Path | None = Field(None, description="packed datasets by hash: <dir>/<0x dataset hash>/manifest.json; "
                                       "default <data_dir>/datasets")
-    verify_processes: int = Field(1, ge=1, le=256, description="processes that replay results in parallel")
+    verify_processes: int = Field(1, ge=1, le=256, description="processes that judge results / run outer steps in parallel")
+    aggregate: bool = Field(True, description="run the outer step when a round closes and open the next round")
 
     auto_migrate: bool = Field(False, description="apply pending migrations at start instead of refusing to start")
 

@@ -105,7 +105,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def settings(db_url: str, redis_url: str, tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", database_url=db_url, redis_url=redis_url,
                     redis_prefix=f"t{uuid.uuid4().hex[:10]}", auto_migrate=True, max_blob_bytes=1 << 20,
-                    max_json_bytes=64 << 10, sweep_interval_s=3600)
+                    max_json_bytes=64 << 10, sweep_interval_s=3600, aggregate=False)
 
 
 @pytest.fixture

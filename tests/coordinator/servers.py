@@ -33,6 +33,7 @@ def coordinator_processes(n: int, *, workdir: Path, database_url: str, redis_url
     env = {**os.environ, "CROWDTRAIN_TEST_GATEWAY": str(gw_file), "CROWDTRAIN_COORD_DATABASE_URL": database_url,
            "CROWDTRAIN_COORD_REDIS_URL": redis_url, "CROWDTRAIN_COORD_REDIS_PREFIX": prefix,
            "CROWDTRAIN_COORD_DATA_DIR": str(workdir / "data"), "CROWDTRAIN_COORD_AUTO_MIGRATE": "true",
+           "CROWDTRAIN_COORD_AGGREGATE": "false",  # StructuralIntake results are not real outputs
            "PYTHONPATH": str(ROOT), **(extra_env or {})}
     procs: list[tuple[subprocess.Popen[bytes], str, Path]] = []
     try:

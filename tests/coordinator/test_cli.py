@@ -22,9 +22,9 @@ def test_db_upgrade_and_current(runner: CliRunner, tmp_path: Path) -> None:
     r = runner.invoke(app, ["coordinator", "db", "current", "--database-url", url])
     assert r.exit_code == 0 and "database: (empty)" in r.output
     r = runner.invoke(app, ["coordinator", "db", "upgrade", "--database-url", url])
-    assert r.exit_code == 0 and "(empty) -> 0002" in r.output
+    assert r.exit_code == 0 and "(empty) -> 0003" in r.output
     r = runner.invoke(app, ["coordinator", "db", "current", "--database-url", url])
-    assert "database: 0002  code head: 0002" in r.output
+    assert "database: 0003  code head: 0003" in r.output
 
 
 def test_serve_refuses_unmigrated_database(runner: CliRunner, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from coordinator.core.config import Settings
 from coordinator.training_intake import TrainingIntake
 from protocol.eip712 import WorkResult, sign_work_result
 from protocol.hashing import to_hex
-from tests.coordinator.helpers import Env, make_accounts, sha, spec_of
+from tests.coordinator.helpers import Env, make_accounts, sha, spec_of, wait_for
 
 
 @pytest.fixture(params=["sqlite"])
@@ -121,4 +121,45 @@ def test_upload_check_mode_and_missing_dataset_is_503(settings: Settings, gatewa
         r = _upload_and_submit(env, k0, g0, res)
         assert r.status_code == 200 and r.json()["verdict"] == "accepted", r.text
         assert "upload check passed" in r.json()["reason"]
+        env.ctx.intake.close()
+
+
+@pytest.mark.slow
+def test_closed_round_runs_the_outer_step_and_opens_the_next(
+        settings: Settings, gateway: Any, packed: tuple[Path, str]) -> None:
+    """G_1 opened by the coordinator is byte-identical to training.job.run_job's G_1."""
+    from training.data import load_dataset
+    from training.determinism import set_determinism
+    from training.job import run_job
+    from training.outer import initial_global_blob, slot_state_from_output
+    from training.unit import run_unit
+
+    root, dataset_hash = packed
+    spec = spec_of(dataset=dataset_hash, inner_steps=4, units_per_round=2, rounds=2, threads=1,
+                   verification={"snapshot_interval": 2, "segments": 1})
+    ds = load_dataset(root / dataset_hash, expected_hash=dataset_hash)
+    set_determinism(spec.seed, spec.threads)
+    g0 = initial_global_blob(spec)
+    expected = run_job(spec, ds, rounds=1, eval_batches=0)
+    with _env(settings.model_copy(update={"aggregate": True}), gateway, "upload_check", root) as env:
+        env.register(7, spec)
+        outputs = {}
+        for key in env.accounts[:2]:
+            g = env.claim(key).json()
+            res = run_unit(spec, ds, 0, g["unit"], g0)
+            outputs[g["unit"]] = res.output_blob
+            r = _upload_and_submit(env, key, g, res)
+            assert r.status_code == 200 and r.json()["verdict"] == "accepted", r.text
+        job = wait_for(lambda: (lambda j: j if j["current_round"] == 1 else None)(env.client.get("/jobs/7").json()),
+                       timeout=120)
+        assert job["status"] == "active"
+        rounds = env.client.get("/jobs/7/rounds").json()
+        assert rounds[0]["status"] == "complete" and rounds[0]["accepted"] == 2
+        g1 = env.client.get(f"/blobs/{rounds[1]['checkpoint']}").content
+        assert g1 == expected.globals[1], "the coordinator's outer step differs from training.job.run_job"
+        grant = env.claim(env.accounts[0]).json()
+        assert grant["round"] == 1 and grant["inputs"]["checkpoint"] == rounds[1]["checkpoint"]
+        assert grant["inputs"]["slot_state"] == sha(slot_state_from_output(outputs[grant["unit"]]))
+        kinds = [e["kind"] for e in env.client.get("/events/history").json()]
+        assert "round.aggregated" in kinds and kinds.count("round.opened") == 2
         env.ctx.intake.close()
