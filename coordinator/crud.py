@@ -26,8 +26,9 @@ def list_jobs(session: Session, *, limit: int, offset: int) -> Sequence[Job]:
     return session.scalars(select(Job).order_by(Job.id).limit(limit).offset(offset)).all()
 
 
-def active_job_ids(session: Session) -> list[int]:
-    return list(session.scalars(select(Job.id).where(Job.status == "active")))
+def active_jobs_rounds(session: Session) -> list[tuple[int, int]]:
+    """(job id, current round) of every active job."""
+    return [(int(i), int(r)) for i, r in session.execute(select(Job.id, Job.current_round).where(Job.status == "active"))]
 
 
 def create_job(session: Session, *, job_id: int, spec_hash: str, spec_blob: str, owner: str, rounds_total: int,

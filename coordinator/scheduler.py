@@ -134,8 +134,8 @@ def sweep(ctx: Context) -> None:
     """One pass of the background sweeper: reap expired leases of active jobs, re-seed a
     round whose queue Redis lost, close or extend rounds past their deadline, run outer
     steps that are due (after a quorum close, or retrying a failed one)."""
-    with ctx.transaction() as tx:
-        jobs = [(j, crud.get_job(tx.session, job_id=j).current_round) for j in crud.active_job_ids(tx.session)]  # type: ignore[union-attr]
+    with ctx.sessions() as s:
+        jobs = crud.active_jobs_rounds(s)
     for job_id, current in jobs:
         if not ctx.leases.is_seeded(job_id=job_id, round=current):
             seed_round(ctx, job_id=job_id, round=current)

@@ -6,7 +6,8 @@ from protocol.wire import JobView, ResultView, RoundView, UnitView
 
 
 def job_view(j: Job) -> JobView:
-    return JobView(job_id=j.id, spec_hash=j.spec_hash, spec_blob=j.spec_blob, owner=j.owner, status=j.status,  # type: ignore[arg-type]
+    return JobView(job_id=j.id, spec_hash=j.spec_hash, spec_blob=j.spec_blob, owner=j.owner,
+                   status=j.status,  # type: ignore[arg-type]
                    hold_reason=j.hold_reason, rounds=j.rounds_total, units_per_round=j.units_per_round,
                    current_round=j.current_round, registered_at=j.registered_at)
 
