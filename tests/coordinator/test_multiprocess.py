@@ -1,11 +1,13 @@
 """Three coordinator processes sharing PostgreSQL + Redis + a blob directory: concurrent
 claims from 30 workers spread over the three never lease a unit twice, a worker racing
 itself across processes gets one lease, results submitted anywhere close the round once,
-and the live event stream of one process carries what the others did."""
+the live event stream of one process carries what the others did, and a client that dies
+mid-upload leaves nothing behind."""
 from __future__ import annotations
 
 import json
 import random
+import socket
 import threading
 import time
 import uuid
@@ -24,7 +26,7 @@ from coordinator.core.db import make_engine, session_factory
 from coordinator.models import Lease, Result, Unit
 from protocol.auth import make_auth_headers
 from tests.coordinator.conftest import truncate_all
-from tests.coordinator.helpers import make_accounts, make_result, spec_of
+from tests.coordinator.helpers import make_accounts, make_result, sha, spec_of
 from tests.coordinator.servers import coordinator_processes
 
 K = 60
@@ -38,6 +40,22 @@ def signed(client: httpx.Client, key: LocalAccount, method: str, url: str, path:
     if body is not None:
         h["content-type"] = "application/json"
     return client.request(method, url + path, content=raw, headers=h, timeout=30)
+
+
+TRUNCATED = bytes(range(256)) * 40  # 10,240 bytes, of which the client sends half
+
+
+def abort_upload_midway(url: str, key: LocalAccount) -> None:
+    """A real client that dies mid-upload: raw HTTP, half the declared body, then close."""
+    host, port = url.removeprefix("http://").split(":")
+    d = sha(TRUNCATED)
+    h = make_auth_headers(key, method="PUT", path=f"/blobs/{d}", body_hash=bytes.fromhex(d[2:]), chain_id=CHAIN_ID)
+    head = "".join(f"{k}: {v}\r\n" for k, v in h.items())
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(f"PUT /blobs/{d} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(TRUNCATED)}\r\n{head}\r\n"
+                     .encode() + TRUNCATED[:len(TRUNCATED) // 2])
+        time.sleep(0.3)  # let the server start streaming it to disk
+    time.sleep(0.5)  # and notice the disconnect
 
 
 @pytest.mark.slow
@@ -106,6 +124,9 @@ def test_three_processes_never_lease_a_unit_twice(pg_url: str, redis_url: str, t
             assert not first & second and len(first | second) == K
             job_view = client.get(urls[1] + "/jobs/7").json()
             assert job_view["status"] == "complete"
+            abort_upload_midway(urls[0], workers[0])
+            assert client.head(urls[1] + f"/blobs/{sha(TRUNCATED)}").status_code == 404
+            assert not any((tmp_path / "data" / "blobs" / "tmp").iterdir()), "the aborted upload left a file"
             follower.join(60)
             assert not follower.is_alive(), "the event stream did not deliver its events"
 
