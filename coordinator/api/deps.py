@@ -20,7 +20,8 @@ from protocol.auth import AuthError, parse_auth_headers, recover_auth_signer
 from protocol.hashing import from_hex, sha256
 
 
-def get_context(request: Request) -> Context:
+async def get_context(request: Request) -> Context:
+    # async on purpose: FastAPI runs sync dependencies in the thread pool, a hop this needs not
     return request.app.state.ctx  # type: ignore[no-any-return]
 
 
@@ -35,7 +36,7 @@ def get_session(ctx: ContextDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_redis(ctx: ContextDep) -> redis.Redis:
+async def get_redis(ctx: ContextDep) -> redis.Redis:
     return ctx.redis.sync
 
 
