@@ -141,6 +141,28 @@ def cpu(procs: list[psutil.Process]) -> dict[int, float]:
     return out
 
 
+def sequential_probe(c: httpx.Client, url: str, keys: list, spec) -> dict[str, list[float]]:  # type: ignore[no-untyped-def,type-arg]
+    """Latency without queueing: one client, one request at a time, on job 8."""
+    body = json.dumps({"job_id": 8, "spec": spec.model_dump(mode="json")}).encode()
+    h = make_auth_headers(keys[0], method="POST", path="/jobs", body=body, chain_id=CHAIN_ID)
+    assert c.post(url + "/jobs", content=body, headers={**h, "content-type": "application/json"}).status_code == 201
+    out: dict[str, list[float]] = {"health": [], "claim": [], "heartbeat": []}
+    for key in keys:
+        t = time.perf_counter()
+        c.get(url + "/health")
+        out["health"].append(time.perf_counter() - t)
+        h = make_auth_headers(key, method="POST", path="/jobs/8/claim", chain_id=CHAIN_ID)
+        t = time.perf_counter()
+        g = c.post(url + "/jobs/8/claim", headers=h).json()
+        out["claim"].append(time.perf_counter() - t)
+        path = f"/leases/{g['lease_id']}/heartbeat"
+        h = make_auth_headers(key, method="POST", path=path, chain_id=CHAIN_ID)
+        t = time.perf_counter()
+        assert c.post(url + path, headers=h).status_code == 200
+        out["heartbeat"].append(time.perf_counter() - t)
+    return out
+
+
 def pct(xs: list[float], p: float) -> float:
     return statistics.quantiles(xs, n=100, method="inclusive")[int(p) - 1] if len(xs) > 1 else xs[0]
 
@@ -154,6 +176,7 @@ def main() -> None:
 
     units = args.workers * args.cycles
     spec = spec_of(units_per_round=units, rounds=1)
+    seq_spec = spec_of(units_per_round=50, rounds=1, seed=2)  # job 8: the sequential single-client probe
     workers = make_accounts(args.workers)
     tmp = Path(tempfile.mkdtemp(prefix="ct-bench-"))
     db = f"crowdtrain_bench_{uuid.uuid4().hex[:10]}"
@@ -164,11 +187,14 @@ def main() -> None:
         job = ChainJob(job_id=7, owner=workers[0].address, coordinator=workers[0].address,
                        spec_hash="0x" + spec.spec_hash().hex(), reward_per_unit=10, max_units=units,
                        deadline=int(time.time()) + 86_400, status=1)
+        seq_job = ChainJob(job_id=8, owner=workers[0].address, coordinator=workers[0].address,
+                           spec_hash="0x" + seq_spec.spec_hash().hex(), reward_per_unit=10, max_units=50,
+                           deadline=int(time.time()) + 86_400, status=1)
         env = {"CROWDTRAIN_COORD_RATE_LIMIT_REQUESTS": str(10**9), "CROWDTRAIN_COORD_LEASE_TTL_S": "600"}
         pids: list[int] = []
         with coordinator_processes(args.processes, workdir=tmp, database_url=PG_ADMIN.rsplit("/", 1)[0] + "/" + db,
                                    redis_url=redis_url, prefix="bench", stakes={w.address: 1000 for w in workers},
-                                   jobs=[job], extra_env=env, pids=pids) as urls:
+                                   jobs=[job, seq_job], extra_env=env, pids=pids) as urls:
             with httpx.Client(timeout=60) as c:
                 body = json.dumps({"job_id": 7, "spec": spec.model_dump(mode="json")}).encode()
                 h = make_auth_headers(workers[0], method="POST", path="/jobs", body=body, chain_id=CHAIN_ID)
@@ -190,6 +216,7 @@ def main() -> None:
                                                body_hash=bytes.fromhex(d[2:]), chain_id=CHAIN_ID)
                         assert c.put(urls[0] + f"/blobs/{d}", content=data, headers=hh).status_code in (200, 201)
                 print(f"uploaded the blobs of {units} results in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+                seq = sequential_probe(c, urls[0], workers[:50], seq_spec)
             servers = [psutil.Process(p) for p in pids]
             pg = [p for p in psutil.process_iter(["name", "username"]) if p.info["name"] == "postgres"]
             me = psutil.Process()
@@ -212,6 +239,8 @@ def main() -> None:
         print(f"CPU per op (load-independent): coordinator processes {1000 * (s1 - s0) / total:.2f} ms, "
               f"PostgreSQL backends {pg_ms:.2f} ms, load generator {1000 * (c1 - c0) / total:.2f} ms; "
               f"load average {l0:.1f} -> {l1:.1f} on {os.cpu_count()} CPUs")
+        print("one client, sequential, one process (50 each): " + ", ".join(
+            f"{op} p50 {1000 * statistics.median(xs):.1f} ms" for op, xs in seq.items()))
         print(f"redis-benchmark -q -n 100000 -t set,get: {redis_benchmark(redis_port)}")
     finally:
         stop_redis(tmp)
