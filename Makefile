@@ -36,3 +36,6 @@ slither:
 
 test-python:
 	python -m pytest -m "not gpu" $(PYTEST_ARGS)
+
+bench-training: setup
+	python bench/train_quality.py && python bench/train_overhead.py && python bench/train_verify.py

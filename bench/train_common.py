@@ -1,0 +1,111 @@
+"""Shared set-up for the training benchmarks (bench/train_*.py): spec, dataset, timing, output.
+
+Every bench starts from examples/demo.toml (the demo GPT) with a few overrides, on the
+default dataset (this Python's standard library sources, packed by `training.data`). The
+spec's `dataset` field is replaced by the hash of the dataset actually packed here, so the
+benches also run on a Python whose stdlib packs to other bytes than the demo's hash.
+
+`--quick` swaps in a tiny GPT and a tiny dataset (a slice of the stdlib) so that the smoke
+test (tests/bench/test_bench_smoke.py) runs each bench's `main` in seconds; quick figures
+say nothing about the bars.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+import tomllib
+from pathlib import Path
+from typing import Any, Callable
+
+from rich.console import Console
+
+from protocol.hashing import to_hex
+from protocol.spec import JobSpec, spec_from_dict
+from training.data import Dataset, load_dataset, pack, pack_stdlib, stdlib_sources
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_TOML = REPO / "examples" / "demo.toml"
+DEFAULT_DATA = REPO / "var" / "data" / "stdlib"
+QUICK_DATA = REPO / "var" / "data" / "stdlib-quick"
+BENCH_OUT = REPO / "var" / "bench"
+QUICK_FILES = 40  # stdlib files in the quick dataset (~0.5 MB): enough windows for tiny batches
+
+# A GPT small enough that a whole bench runs in a few seconds (shape only; not a figure).
+QUICK_OVERRIDES: dict[str, Any] = {
+    "model": {"kind": "gpt", "n_layer": 1, "n_embd": 32, "n_head": 2, "block_size": 16},
+    "seq_len": 16, "batch_size": 4, "inner_steps": 10, "rounds": 2,
+    "inner_optimizer": {"warmup_steps": 2},
+    "verification": {"snapshot_interval": 5, "segments": 2},
+}
+
+console = Console(highlight=False, width=110)  # wide enough for the tables in a log file
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `base` with `over` merged in (nested tables merged key by key)."""
+    out = copy.deepcopy(base)
+    for key, val in over.items():
+        if isinstance(val, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], val)
+        else:
+            out[key] = copy.deepcopy(val)
+    return out
+
+
+def demo_spec(dataset: Dataset, overrides: dict[str, Any] | None = None, *, quick: bool = False) -> JobSpec:
+    """examples/demo.toml + (quick overrides) + `overrides`, bound to `dataset`'s hash."""
+    data = tomllib.loads(DEMO_TOML.read_text(encoding="utf-8"))
+    if quick:
+        data = deep_merge(data, QUICK_OVERRIDES)
+    data = deep_merge(data, overrides or {})
+    demo_hash = data["dataset"]
+    data["dataset"] = to_hex(dataset.hash)
+    if not quick and data["dataset"] != demo_hash.lower():
+        console.print(f"[yellow]note:[/] the packed stdlib hashes to {data['dataset']}, not the demo's "
+                      f"{demo_hash} (another Python version); benchmarking on the packed one")
+    return spec_from_dict(data, f"{DEMO_TOML.name} + bench overrides")
+
+
+def ensure_dataset(path: Path | None, *, quick: bool) -> Dataset:
+    """Load the packed dataset at `path`, packing it first when it has no manifest.
+
+    Default path: var/data/stdlib (the whole stdlib, ~8 MB, a few seconds to pack) or, with
+    `quick`, var/data/stdlib-quick (the first QUICK_FILES stdlib files by relative path).
+    """
+    path = Path(path) if path is not None else (QUICK_DATA if quick else DEFAULT_DATA)
+    if not (path / "manifest.json").is_file():
+        console.print(f"packing the {'quick ' if quick else ''}stdlib dataset into {path} ...")
+        if quick:
+            root, files = stdlib_sources()
+            pack([(p.relative_to(root).as_posix(), p) for p in files[:QUICK_FILES]], path, source="stdlib-quick")
+        else:
+            pack_stdlib(path)
+    return load_dataset(path)
+
+
+def common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--quick", action="store_true", help="tiny model and data; a smoke run, not a figure")
+    parser.add_argument("--data", type=Path, default=None,
+                        help=f"packed dataset directory (packed if missing; default {DEFAULT_DATA.relative_to(REPO)})")
+    return parser
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """(wall seconds, result) of one call."""
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def verdict(ok: bool) -> str:
+    return "[green]met[/]" if ok else "[red]MISSED[/]"
+
+
+def mib(n: float) -> str:
+    return f"{n / (1 << 20):,.1f} MiB"
