@@ -123,9 +123,10 @@ def set_unit_status(session: Session, *, unit_ids: Sequence[int], status: str,
     return session.execute(stmt.values(status=status, **values)).rowcount
 
 
-def mark_unit_leased(session: Session, *, unit_id: int, lease_id: str) -> None:
-    session.execute(update(Unit).where(Unit.id == unit_id)
-                    .values(status="leased", current_lease=lease_id, attempts=Unit.attempts + 1))
+def mark_unit_leased(session: Session, *, unit_id: int, lease_id: str) -> bool:
+    """Record a grant; False when the unit was closed meanwhile (its round closed at quorum)."""
+    return session.execute(update(Unit).where(Unit.id == unit_id, Unit.status.in_(("queued", "leased")))
+                           .values(status="leased", current_lease=lease_id, attempts=Unit.attempts + 1)).rowcount == 1
 
 
 # -- leases -----------------------------------------------------------------------------

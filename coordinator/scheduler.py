@@ -70,9 +70,10 @@ def claim(ctx: Context, *, worker: str, job_id: int) -> LeaseGrant | None:
             assert row is not None, f"Redis queued unit {out.unit_id} that the database does not have"
             unit, checkpoint, spec_hash = row
             if out.status == "granted":
+                if not crud.mark_unit_leased(s, unit_id=unit.id, lease_id=out.lease_id):
+                    raise _UnitClosed  # cancelled between the database commit and Redis catching up
                 crud.create_lease(s, lease_id=out.lease_id, unit_id=unit.id, worker=worker, now=now,
                                   expires_at=out.expires_at)
-                crud.mark_unit_leased(s, unit_id=unit.id, lease_id=out.lease_id)
                 if ctx.should_touch_worker(worker, now):
                     crud.touch_worker(s, address=worker, now=now)
                 tx.emit("lease.granted", job_id, {"lease_id": out.lease_id, "unit_id": unit.id, "round": unit.round,
@@ -81,11 +82,18 @@ def claim(ctx: Context, *, worker: str, job_id: int) -> LeaseGrant | None:
                                spec_hash=spec_hash, inputs=UnitInputs(checkpoint=checkpoint,
                                                                       slot_state=unit.slot_state_blob),
                                expires_at=out.expires_at, ttl_s=ttl)
+    except _UnitClosed:  # the database closed the unit (quorum) before Redis retired it: retire it now
+        ctx.leases.retire(job_id=job_id, unit_ids=[out.unit_id])  # also ends the lease just granted
+        return claim(ctx, worker=worker, job_id=job_id)  # bounded: each pass retires one unit
     except BaseException:
         if out.status == "granted":  # undo in Redis what the database could not record
             ctx.leases.release(lease_id=out.lease_id, worker=worker)
         raise
     return grant
+
+
+class _UnitClosed(Exception):
+    """The granted unit is accepted or cancelled in the database."""
 
 
 def _raise_for(ans: LeaseAnswer, *, lease_id: str, worker: str) -> None:

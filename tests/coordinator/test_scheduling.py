@@ -180,3 +180,20 @@ def test_redis_loss_reseeds_queue(env: Env) -> None:
         r.delete(key)
     got = {env.claim(k).json()["unit_id"] for k in (k0, k1)}
     assert g["unit_id"] not in got and len(got) == 2
+
+
+def test_claim_skips_a_unit_the_database_closed_before_redis_knew(env: Env) -> None:
+    """A round closed at quorum commits in the database, then retires its units in Redis; a
+    claim in between must not hand out (or reopen) a cancelled unit."""
+    env.register(7)
+    ctx = env.ctx
+    with ctx.transaction() as tx:
+        first = crud.list_units(tx.session, round_id=crud.get_round(tx.session, job_id=7, round=0).id)[0]  # type: ignore[union-attr]
+        crud.set_unit_status(tx.session, unit_ids=[first.id], status="cancelled")
+    g = env.claim(env.accounts[0]).json()
+    assert g["unit_id"] != first.id
+    assert env.client.get(f"/units/{first.id}").json()["status"] == "cancelled"
+    assert ctx.leases.live_lease_of(unit_id=first.id) is None
+    second = env.claim(env.accounts[1]).json()
+    assert second["unit_id"] not in (first.id, g["unit_id"])
+    assert env.claim(env.accounts[2]).status_code == 204  # the cancelled unit is never handed out
