@@ -72,8 +72,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class BodySizeLimit:
-    """Refuse request bodies over `limit` bytes with 413, before the route reads them, except
-    on blob uploads (`PUT /blobs/...`), which the blob store limits while streaming."""
+    """Refuse request bodies over `limit` bytes with 413 before any route sees them, except
+    on blob uploads (`PUT /blobs/...`), which the blob store limits while streaming.
+
+    Other bodies are small JSON: the guard reads the whole body first (declared length or
+    chunked), answers 413 as soon as it passes the limit, and hands the route the buffered
+    body, so a chunked oversize body gets the same clear 413 as a declared one.
+    """
 
     def __init__(self, app: ASGIApp, *, limit: int) -> None:
         self.app = app
@@ -87,29 +92,30 @@ class BodySizeLimit:
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             await self._too_large(send)
             return
-        seen = 0
-        sent_response = False
-
-        async def guarded_receive() -> Message:
-            nonlocal seen
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             msg = await receive()
-            if msg["type"] == "http.request":
-                seen += len(msg.get("body", b""))
-                if seen > self.limit:
-                    raise _BodyTooLarge()
-            return msg
-
-        async def tracking_send(msg: Message) -> None:
-            nonlocal sent_response
-            if msg["type"] == "http.response.start":
-                sent_response = True
-            await send(msg)
-
-        try:
-            await self.app(scope, guarded_receive, tracking_send)
-        except _BodyTooLarge:
-            if not sent_response:
+            if msg["type"] == "http.disconnect":
+                return  # nobody to answer
+            body = msg.get("body", b"")
+            size += len(body)
+            if size > self.limit:
                 await self._too_large(send)
+                return
+            chunks.append(body)
+            if not msg.get("more_body", False):
+                break
+        buffered: Message | None = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        async def replay() -> Message:
+            nonlocal buffered
+            if buffered is not None:
+                msg, buffered = buffered, None
+                return msg
+            return await receive()  # after the body: wait for the disconnect as usual
+
+        await self.app(scope, replay, send)
 
     async def _too_large(self, send: Send) -> None:
         body = (b'{"detail":"request body exceeds the limit of %d bytes for JSON requests; '
@@ -117,7 +123,3 @@ class BodySizeLimit:
         headers: list[Any] = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-
-
-class _BodyTooLarge(Exception):
-    pass

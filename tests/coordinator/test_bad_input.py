@@ -196,6 +196,19 @@ def _json_too_large(s: Setup) -> Any:
     return s.env.submit(s.env.accounts[0], s.grant["unit_id"], body)
 
 
+def _json_too_large_chunked(s: Setup) -> Any:
+    e = s.env
+    raw = json.dumps(dict(s.body, snapshot_blobs=["0x" + "ab" * 32] * 2000)).encode()
+    path = f"/units/{s.grant['unit_id']}/result"
+    h = make_auth_headers(e.accounts[0], method="POST", path=path, body=raw, chain_id=e.gateway.chain_id)
+
+    def chunks() -> Any:  # no Content-Length: the limit trips while reading
+        for i in range(0, len(raw), 4096):
+            yield raw[i:i + 4096]
+
+    return e.client.post(path, content=chunks(), headers={**h, "content-type": "application/json"})
+
+
 def _heartbeat_not_holder(s: Setup) -> Any:
     return s.env.call(s.env.accounts[1], "POST", f"/leases/{s.grant['lease_id']}/heartbeat")
 
@@ -249,6 +262,7 @@ CASES: dict[str, tuple[Callable[[Setup], Any], int, str]] = {
     "result_extra_field": (_result_extra_field, 422, "bonus"),
     "result_bad_hash_format": (_result_bad_hash_format, 422, "output_hash"),
     "json_too_large": (_json_too_large, 413, "exceeds the limit"),
+    "json_too_large_chunked": (_json_too_large_chunked, 413, "exceeds the limit"),
     "heartbeat_not_holder": (_heartbeat_not_holder, 403, "is held by"),
     "release_not_holder": (_release_not_holder, 403, "is held by"),
     "claim_unknown_job": (_claim_unknown_job, 404, "not registered"),
