@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from protocol.agentkit import AgentSettings, connect_api, connect_chain
+from protocol.agentkit import AgentSettings, connect_api, connect_chain, transact_due
 from protocol.api_client import ApiNotFound, CoordinatorApi, sha256_file
 from protocol.chain.client import ChainClient, TxResult
 from protocol.chain.keys import Signer
@@ -254,45 +254,74 @@ def _disputed_unit(events: list, dispute_id: int) -> int:
 
 
 # ---- download --------------------------------------------------------------------------
-def download(settings: OwnerSettings, job_id: int, out_dir: Path) -> tuple[Path, Path]:
-    """model.safetensors (the final global checkpoint G_R) and report.json into `out_dir`."""
+def rebuild_globals(api: CoordinatorApi, job_id: int, spec: JobSpec,
+                    log: Log = lambda _m: None) -> tuple[bytes, list[dict]]:
+    """Recompute G_1 .. G_R from G_0 and every round's accepted output blobs (DiLoCo outer step,
+    training.outer: deterministic on any machine) and check each G_r against the checkpoint
+    the coordinator handed to round r's workers. Returns (G_R blob, per-round records).
+
+    The owner thereby trusts nobody's aggregation: a coordinator that served a wrong G_r
+    is caught here (OwnerError), and the final model is the owner's own computation.
+    """
+    from training.outer import initial_global_blob, outer_step
+
+    rounds = {r.round: r for r in api.rounds(job_id)}
+    if len(rounds) < spec.rounds or any(r.status == "open" for r in rounds.values()):
+        raise OwnerError(f"job {job_id} is not finished: {len(rounds)} of {spec.rounds} rounds opened, "
+                         f"{sum(r.status != 'open' for r in rounds.values())} closed; try again when it is complete")
+    g, momentum = initial_global_blob(spec), None
+    records = []
+    for r in range(spec.rounds):
+        outputs = []
+        for u in api.units(job_id, r):
+            for res in api.results(u.unit_id):
+                if res.verdict == "accepted":
+                    outputs.append((u.unit, api.get_blob(res.output_hash)))
+        step = outer_step(spec, g, outputs, momentum)
+        g, momentum = step.global_blob, step.momentum_blob
+        nxt = rounds.get(r + 1)
+        if nxt is not None and nxt.checkpoint is not None and nxt.checkpoint != to_hex(step.global_hash):
+            raise OwnerError(f"round {r + 1}'s checkpoint at the coordinator is {nxt.checkpoint}, but the outer step "
+                             f"over round {r}'s accepted outputs gives {to_hex(step.global_hash)}: the coordinator's "
+                             "aggregation does not match the accepted work")
+        records.append({"round": r, "units_aggregated": list(step.units), "global_after": to_hex(step.global_hash)})
+        log(f"round {r}: aggregated units {list(step.units)} -> G_{r + 1} {to_hex(step.global_hash)}")
+    return g, records
+
+
+def download(settings: OwnerSettings, job_id: int, out_dir: Path, *,
+             log: Log = lambda _m: None) -> tuple[Path, Path]:
+    """model.safetensors (G_R, recomputed and checked: `rebuild_globals`) and report.json."""
     status = job_status(settings, job_id)
     api = connect_api(settings, None)
     try:
-        final = final_checkpoint(api, job_id)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        model = out_dir / "model.safetensors"
-        tmp = model.with_suffix(".part")
-        with open(tmp, "wb") as f:
-            api.download_blob(final, f)  # hash-checked against the coordinator's address for G_R
-        tmp.replace(model)
-        report = out_dir / "report.json"
-        report.write_text(json.dumps({"job_id": job_id, "final_checkpoint": final, "written_at": time.time(),
-                                      **asdict(status)}, indent=2, default=str) + "\n")
-        return model, report
+        from protocol.spec import spec_from_json
+
+        job = api.get_job(job_id)
+        spec = spec_from_json(api.get_blob(job.spec_blob))
+        final, records = rebuild_globals(api, job_id, spec, log)
     finally:
         api.close()
-
-
-def final_checkpoint(api: CoordinatorApi, job_id: int) -> str:
-    """Blob address of the job's final model G_R, once the last round was aggregated."""
-    job = api.get_job(job_id)
-    data = job.model_dump()
-    final = data.get("final_checkpoint")
-    if not final:
-        raise OwnerError(f"job {job_id} has no final model yet (coordinator status {job.status!r}, round "
-                         f"{job.current_round + 1} of {job.rounds}); try again when it is complete")
-    return str(final)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = out_dir / "model.safetensors"
+    tmp = model.with_suffix(".part")
+    tmp.write_bytes(final)
+    tmp.replace(model)
+    report = out_dir / "report.json"
+    report.write_text(json.dumps({"job_id": job_id, "spec_hash": job.spec_hash, "model_sha256": to_hex(sha256(final)),
+                                  "written_at": time.time(), "aggregation": records, **asdict(status)},
+                                 indent=2, default=str) + "\n")
+    return model, report
 
 
 # ---- close -----------------------------------------------------------------------------
 def close_job(settings: OwnerSettings, signer: Signer, job_id: int) -> tuple[int, TxResult, tuple[int, str]]:
     """closeJob -> (refund in base units, tx, (decimals, symbol))."""
     chain: ChainClient = connect_chain(settings, signer)
-    tx = chain.market.close_job(job_id)
+    tx = transact_due(chain.market, "closeJob", job_id)  # after the deadline, even on a chain idle since
     refund = int(tx.event("JobClosed").args["refund"])
     return refund, tx, (chain.token.decimals(), chain.token.symbol())
 
 
 __all__ = ["OwnerSettings", "OwnerError", "DatasetMismatchError", "resolve_dataset", "post_job", "job_status",
-           "download", "close_job", "final_checkpoint"]
+           "download", "rebuild_globals", "close_job"]

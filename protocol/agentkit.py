@@ -213,3 +213,27 @@ def unstake_tokens(chain: ChainClient, role: int, amount_text: str | None, withd
     return [describe_tx(tx, f"requested unbonding of {fmt_amount(amount, dec, sym)}"),
             f"unbonding {fmt_amount(int(st['unbonding']), dec, sym)}, withdrawable at unix time {st['unlockAt']} "
             "(still slashable until then); then run the same command with --withdraw"]
+
+
+# ---- calls that become allowed at a point in time ----------------------------------------
+TIME_ERRORS = frozenset({"MarketChallengeWindowOpen", "MarketJobNotClosable", "MarketDisputeNotTimedOut",
+                         "JuryRevealNotOpen", "JuryNotResolvable"})
+
+
+def transact_due(contract: Any, fn: str, *args: Any, gas: int = 300_000) -> TxResult:
+    """Send `fn(*args)` on a BoundContract, for calls allowed only from some time on.
+
+    Gas estimation runs against the latest block; a chain that mines only on demand (anvil,
+    a quiet devnet) may not have made one since the deadline passed, so the estimate reverts
+    with a "too early" error although a transaction sent now lands in a block stamped now.
+    In that case (the chain's latest block is older than the wall clock) send once more
+    with a fixed gas limit; a real refusal still comes back as the typed revert.
+    """
+    try:
+        return contract.transact(fn, *args)
+    except ContractRevert as e:
+        import time
+
+        if e.error_name not in TIME_ERRORS or contract.client.timestamp() >= int(time.time()):
+            raise
+        return contract.transact(fn, *args, gas=gas)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
+from protocol.agentkit import transact_due
 from protocol.api_client import ApiError
 from protocol.chain import ChainError, ContractRevert
 from protocol.chain.client import ChainClient, DecodedEvent
@@ -151,7 +152,8 @@ class JuryDuty:
                 self.state.save()
                 continue
             try:
-                tx = self.chain.jury.reveal_vote(arb_id, int(v["choice"]), bytes.fromhex(v["salt"][2:]))
+                tx = transact_due(self.chain.jury, "revealVote", arb_id, int(v["choice"]),
+                                  bytes.fromhex(v["salt"][2:]))
             except ContractRevert as e:
                 if e.error_name in ("JuryAlreadyRevealed", "JuryRevealClosed", "JuryCommitmentMismatch",
                                     "JuryNotCommitted"):
@@ -180,9 +182,9 @@ class JuryDuty:
             if not ready:
                 continue
             try:
-                tx = self.chain.jury.resolve(arb_id)
-            except ContractRevert as e:
-                if e.error_name != "JuryAlreadyResolved":
+                tx = transact_due(self.chain.jury, "resolve", arb_id)
+            except ChainError as e:  # another juror's resolve may have been mined first
+                if not self.chain.jury.get_dispute(arb_id)["resolved"]:
                     self.say(f"jury {arb_id}: resolve refused: {e}")
                 continue
             r = tx.event("JuryResolved").args

@@ -105,6 +105,7 @@ class WorkerAgent:
         self.outcomes: list[UnitOutcome] = []
         self._unfit: dict[int, str] = {}
         self._fit: set[int] = set()
+        self._said: dict[int, object] = {}
         self._trainer: tuple[str, Trainer] | None = None
         self._last: UnitResult | None = None  # donor for the REPLAY_OLD_PROOF fault
 
@@ -142,8 +143,11 @@ class WorkerAgent:
             try:
                 grant, retry = self.api.claim(job_id)
             except (ApiConflict, ApiNotFound) as e:  # job complete / between rounds / unknown
-                self.reporter.info(f"job {job_id}: {e.detail}")
+                if self._said.get(job_id) != e.detail:  # say each state once, not every poll
+                    self._said[job_id] = e.detail
+                    self.reporter.info(f"job {job_id}: {e.detail}")
                 continue
+            self._said.pop(job_id, None)
             if grant is not None:
                 return grant, 0.0
             wait = min(wait, retry) if retry > 0 else wait
@@ -265,10 +269,12 @@ class WorkerAgent:
         self.reporter.phase("submitting")
         delay = 1.0
         while True:
+            hb.pause()  # the lease is `submitting` at the coordinator while the result is judged
             try:
                 return self.api.submit(grant.unit_id, body)
             except ApiServiceUnavailable as e:
                 self.reporter.warn(f"coordinator cannot take the result yet ({e.detail}); retrying in {delay:.0f} s")
+            hb.resume()
             self._check(hb, stop)
             stop.now.wait(delay)
             self._check(hb, stop)

@@ -20,8 +20,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from protocol.agentkit import transact_due
 from protocol.api_client import CoordinatorApi
-from protocol.chain import ContractRevert
+from protocol.chain import ChainError, ContractRevert
 from protocol.chain.client import ChainClient, DecodedEvent, TxResult
 from protocol.chain.types import LeafStatus, RoundLeaf, RoundStatus
 from protocol.hashing import from_hex, to_hex
@@ -117,16 +118,26 @@ def claim_all(api: CoordinatorApi, chain: ChainClient, worker: str, *, jobs: lis
     m = chain.market
     done = []
     finalized: set[tuple[int, int]] = set()
+    not_yet: set[tuple[int, int]] = set()
     for row in earnings(api, chain, worker, jobs=jobs):
         if row.status != "claimable" or row.leaf is None:
             continue
         key = (row.job_id, row.round)
+        if key in not_yet:
+            continue
         if key not in finalized and RoundStatus(int(m.get_round(*key)["status"])) != RoundStatus.FINALIZED:
             try:
-                tx = m.finalize_round(*key)
+                tx = transact_due(m, "finalizeRound", *key)
                 say(f"finalized job {row.job_id} round {row.round} in tx {tx.tx_hash}")
             except ContractRevert as e:
-                if e.error_name != "MarketRoundAlreadyFinalized":
+                if e.error_name not in ("MarketChallengeWindowOpen", "MarketRoundHasOpenDisputes"):
+                    raise
+                say(f"job {row.job_id} round {row.round} cannot be finalized yet ({e}); its units stay pending")
+                not_yet.add(key)  # the chain's clock is a little behind ours, or a dispute opened meanwhile
+                continue
+            except ChainError:
+                # someone else (another worker, the coordinator) may have finalized it meanwhile
+                if RoundStatus(int(m.get_round(*key)["status"])) != RoundStatus.FINALIZED:
                     raise
         finalized.add(key)
         sl = row.leaf

@@ -5,7 +5,9 @@ consecutive failures still leave time). The coordinator answering 404/410/403 me
 lease is gone (expired and re-queued, or held by someone else): `lost` is set and the
 training loop stops at its next step instead of finishing work nobody will accept. A
 coordinator that does not answer is retried (the lease may still be alive); that is
-logged, not fatal.
+logged, not fatal. While a result is being judged the lease cannot expire (the
+coordinator holds it in `submitting`), so the agent pauses the heartbeat around the
+submission and resumes it if the coordinator hands the lease back (503).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ class Heartbeat:
         self.reason = ""
         self.beats = 0
         self._stop = threading.Event()
+        self._paused = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{lease_id[:8]}", daemon=True)
 
     def __enter__(self) -> "Heartbeat":
@@ -37,8 +40,16 @@ class Heartbeat:
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout=self.interval_s + 35)
 
+    def pause(self) -> None:
+        self._paused.set()
+
+    def resume(self) -> None:
+        self._paused.clear()
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
+            if self._paused.is_set():
+                continue
             try:
                 self.api.heartbeat(self.lease_id)
                 self.beats += 1

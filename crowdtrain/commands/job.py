@@ -5,7 +5,8 @@ post      validate the spec, take (--dataset DIR) or pack (--pack PATHS / --stdl
           escrow the budget on chain (approve + postJob with the spec hash); upload the
           dataset manifest and shards and G_0 to the coordinator; register the job.
 status    rounds, units, training loss (from the accepted units' traces), spend, disputes.
-download  the final model (safetensors) and a training report (JSON).
+download  the final model G_R (safetensors), recomputed from G_0 and every round's accepted
+          outputs and checked against the coordinator's checkpoints, and a report (JSON).
 close     refund the unspent budget (closeJob; again later to sweep revoked payouts).
 Logic lives in crowdtrain/owner.py; this module only parses flags and prints.
 """
@@ -137,17 +138,18 @@ def download(
     config: Config = None, coordinator_url: CoordUrl = None, rpc_url: RpcUrl = None,
     deployment: DeploymentOpt = None, market_address: MarketOpt = None,
 ) -> None:
-    """Download the final model (safetensors) and a training report (JSON)."""
+    """The final model (safetensors, recomputed from the accepted work) and a training report (JSON)."""
     from crowdtrain import owner
     from protocol import ProtocolError
 
     try:
         s = _settings(config, coordinator_url=coordinator_url, rpc_url=rpc_url, deployment=deployment,
                       market_address=market_address)
-        model, report = owner.download(s, job_id, out)
+        model, report = owner.download(s, job_id, out, log=lambda m: console.print(f"  {m}", soft_wrap=True))
     except (ProtocolError, owner.OwnerError) as e:
         raise _fail(e) from None
-    console.print(f"model  {model}  ({model.stat().st_size:,} bytes, hash-checked)")
+    console.print(f"model  {model}  ({model.stat().st_size:,} bytes: G_R recomputed from the accepted outputs, "
+                  "every round's checkpoint checked)")
     console.print(f"report {report}")
 
 

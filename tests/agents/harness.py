@@ -168,15 +168,15 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def settle_round_as_coordinator(coord: Coordinator, client: Any, job_id: int, round: int) -> Any:
-    """Commit round `round`'s accepted units on chain with the coordinator's key (`client`) and
-    record the root in the coordinator's database: the step the coordinator's settlement
-    performs (leaves in unit order, each paying the job's reward per unit). Returns the tx."""
+def settle_round_as_coordinator(ctx: Any, client: Any, job_id: int, round: int) -> Any:
+    """TEST STAND-IN for the coordinator's settlement, which does not exist yet: commit round
+    `round`'s accepted units on chain with the coordinator's key (`client`) and record the
+    root in the coordinator's database (`ctx`: its Context): leaves in unit order, each
+    paying the job's reward per unit (docs/protocol.md "Round leaf"). Returns the tx."""
     from coordinator import crud
     from protocol.hashing import from_hex
     from protocol.merkle import MerkleTree, round_leaf
 
-    ctx = coord.ctx
     with ctx.transaction() as tx:
         s = tx.session
         rnd = crud.get_round(s, job_id=job_id, round=round)
@@ -192,3 +192,57 @@ def settle_round_as_coordinator(coord: Coordinator, client: Any, job_id: int, ro
         rnd = crud.get_round(tx.session, job_id=job_id, round=round)
         rnd.committed_root, rnd.commit_tx = to_hex(tree.root), res.tx_hash
     return res
+
+
+# ---- separate processes (the end-to-end test) ------------------------------------------
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Proc:
+    """A `crowdtrain ...` CLI process with its own environment; output to `<log_dir>/<name>.log`."""
+
+    def __init__(self, name: str, args: list[str], *, env: dict[str, str], log_dir: Path) -> None:
+        import sys
+
+        self.name, self.args = name, args
+        self.log = log_dir / f"{name}.log"
+        full_env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", "PYTHONUNBUFFERED": "1", **env}
+        with open(self.log, "wb") as out:
+            self.p = subprocess.Popen([sys.executable, "-m", "crowdtrain.cli", *args], cwd=ROOT, env=full_env,
+                                      stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.p.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            self.p.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{self.name} did not exit within {timeout} s:\n{self.text()[-3000:]}") from None
+
+    def stop(self, timeout: float = 20) -> None:
+        """SIGTERM, then SIGKILL after `timeout` s (by PID)."""
+        if not self.alive():
+            return
+        self.p.terminate()
+        try:
+            self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait(10)
+
+
+def run_cli(args: list[str], *, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run one `crowdtrain ...` command to completion; returns it (stdout + stderr in .stdout)."""
+    import sys
+
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", **env}
+    return subprocess.run([sys.executable, "-m", "crowdtrain.cli", *args], cwd=ROOT, env=full_env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)

@@ -55,7 +55,7 @@ def test_faked_unit_is_challenged_ruled_and_slashed(chain, coord, deployments, d
     honest = _worker(chain, coord, dep, signers[3], tmp_path).run(StopSignal())
     cheat = _worker(chain, coord, dep, signers[4], tmp_path, fault=Fault.SKIP_STEPS).run(StopSignal())
     assert [o.status for o in honest + cheat] == ["accepted", "accepted"]  # the structural intake cannot tell
-    settle_round_as_coordinator(coord, chain.client(2), job_id, 0)
+    settle_round_as_coordinator(coord.ctx, chain.client(2), job_id, 0)
     slashable = int(m.get_stake(signers[4].address, Role.WORKER)["active"])
 
     auditor = _verifier(chain, coord, dep, signers[5], tmp_path, audit_segments=0, jury=False)
