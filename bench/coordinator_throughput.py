@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import random
@@ -43,7 +44,7 @@ from coordinator.chain import ChainJob  # noqa: E402
 from protocol.auth import make_auth_headers  # noqa: E402
 from protocol.eip712 import WorkResult, sign_work_result  # noqa: E402
 from protocol.hashing import from_hex  # noqa: E402
-from tests.coordinator.helpers import free_port, make_accounts, make_result, spec_of  # noqa: E402
+from tests.coordinator.helpers import TEST_MANIFEST, free_port, make_accounts, make_result, spec_of  # noqa: E402
 from tests.coordinator.servers import coordinator_processes  # noqa: E402
 
 CHAIN_ID, MARKET = 31337, "0x" + "11" * 20
@@ -196,6 +197,11 @@ def main() -> None:
                                    redis_url=redis_url, prefix="bench", stakes={w.address: 1000 for w in workers},
                                    jobs=[job, seq_job], extra_env=env, pids=pids) as urls:
             with httpx.Client(timeout=60) as c:
+                # job intake needs the job's dataset (here a manifest with no shards) in the blob store
+                d = "0x" + hashlib.sha256(TEST_MANIFEST).hexdigest()
+                hb = make_auth_headers(workers[0], method="PUT", path=f"/blobs/{d}", body_hash=bytes.fromhex(d[2:]),
+                                       chain_id=CHAIN_ID)
+                assert c.put(urls[0] + f"/blobs/{d}", content=TEST_MANIFEST, headers=hb).status_code in (200, 201)
                 body = json.dumps({"job_id": 7, "spec": spec.model_dump(mode="json")}).encode()
                 h = make_auth_headers(workers[0], method="POST", path="/jobs", body=body, chain_id=CHAIN_ID)
                 r = c.post(urls[0] + "/jobs", content=body, headers={**h, "content-type": "application/json"})

@@ -1,5 +1,8 @@
 """The outer step: when a round closes, G_{r+1} is computed from its accepted units and
-round r+1 opens with it (docs/coordinator.md, "Rounds and jobs").
+round r+1 opens with it; after the last round, G_R is stored as the job's final model
+(`GET /jobs/{id}/model`). When the job's dataset has a val split, G_{r+1} is also scored
+(`eval_batches` fixed held-out batches, training.job.evaluate_global): `rounds.val_loss`
+(docs/coordinator.md, "Rounds and jobs").
 
 `Aggregator.aggregate(AggregationInput) -> AggregationOutput` is the seam;
 `TrainingAggregator` runs `training.outer.outer_step` (CPU fp32, deterministic on any
@@ -19,14 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select, update
 
 from coordinator import crud
 from coordinator.compute import ComputePool
 from coordinator.context import Context
 from coordinator.errors import ConflictError, UnavailableError
 from coordinator.jobs import open_round
-from coordinator.models import Result, Unit
+from coordinator.models import Job, Result, Round, Unit
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,8 @@ class AggregationInput:
     checkpoint: Path | None  # G_r; None = G_0 from the spec seed
     momentum: Path | None  # outer momentum entering round r; None = first outer step
     outputs: tuple[tuple[int, Path], ...]  # (slot index, output blob) of the accepted units
+    dataset_dir: Path | None = None  # packed dataset: score G_{r+1} on its val split
+    eval_batches: int = 0  # 0 = no validation loss
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class AggregationOutput:
     global_blob: bytes
     momentum_blob: bytes
     slot_states: dict[int, bytes]  # new optimizer state of each aggregated slot
+    val_loss: float | None = None  # mean validation loss of G_{r+1}, nats/token
 
 
 class Aggregator(Protocol):
@@ -72,12 +78,26 @@ def outer(a: AggregationInput) -> AggregationOutput:
     g = a.checkpoint.read_bytes() if a.checkpoint else initial_global_blob(spec)
     outputs = [(k, p.read_bytes()) for k, p in a.outputs]
     res = outer_step(spec, g, outputs, a.momentum.read_bytes() if a.momentum else None)
-    return AggregationOutput(res.global_blob, res.momentum_blob, {k: slot_state_from_output(b) for k, b in outputs})
+    val = None
+    if a.dataset_dir is not None and a.eval_batches > 0:
+        import math
+
+        from training.data import load_dataset
+        from training.determinism import set_determinism
+        from training.job import evaluate_global
+
+        set_determinism(spec.seed, spec.threads, spec.device)
+        val = evaluate_global(spec, load_dataset(a.dataset_dir, expected_hash=spec.dataset), res.global_blob,
+                              a.eval_batches)
+        val = val if math.isfinite(val) else None
+    return AggregationOutput(res.global_blob, res.momentum_blob, {k: slot_state_from_output(b) for k, b in outputs},
+                             val)
 
 
 def aggregate_round(ctx: Context, *, job_id: int, round: int) -> bool:
-    """Run the outer step of closed round `round` and open round + 1; True when this call
-    opened it. Safe to call from any process, any number of times."""
+    """Run the outer step of closed round `round`: open round + 1 with G_{r+1}, or, after
+    the job's last round, store G_R as the job's final model. True when this call did it.
+    Safe to call from any process, any number of times."""
     agg = ctx.aggregator
     if agg is None:
         return False
@@ -90,28 +110,44 @@ def aggregate_round(ctx: Context, *, job_id: int, round: int) -> bool:
             s = tx.session
             job = crud.get_job(s, job_id=job_id)
             rnd = crud.get_round(s, job_id=job_id, round=round)
-            if job is None or rnd is None or job.status != "awaiting_aggregation" or job.current_round != round:
+            if job is None or rnd is None or job.current_round != round or job.rounds_total is None:
+                return False
+            last = round + 1 >= job.rounds_total
+            if not (job.status == "awaiting_aggregation" or (last and job.status == "complete"
+                                                              and job.final_model_blob is None)):
                 return False
             rows = s.execute(select(Unit.index, Result.output_hash).join(Result, Unit.accepted_result_id == Result.id)
                              .where(Unit.round_id == rnd.id, Unit.status == "accepted").order_by(Unit.index)).all()
             prev_slots = {u.index: u.slot_state_blob for u in crud.list_units(s, round_id=rnd.id)}
             spec_blob, checkpoint, momentum, units = job.spec_blob, rnd.checkpoint_blob, rnd.momentum_blob, job.units_per_round
+            assert spec_blob is not None and units is not None
         path = ctx.blobs.path
+        spec_json = path(spec_blob).read_bytes()
         out = agg.aggregate(AggregationInput(
-            spec_json=ctx.blobs.path(spec_blob).read_bytes(), round=round,
+            spec_json=spec_json, round=round,
             checkpoint=path(checkpoint) if checkpoint else None, momentum=path(momentum) if momentum else None,
-            outputs=tuple((k, path(h)) for k, h in rows)))
+            outputs=tuple((k, path(h)) for k, h in rows), dataset_dir=_dataset_dir(ctx, spec_json),
+            eval_batches=ctx.settings.eval_batches))
         stored = {}
         for name, data in [("global", out.global_blob), ("momentum", out.momentum_blob),
                            *((f"slot{k}", b) for k, b in out.slot_states.items())]:
             stored[name] = ctx.blobs.put_bytes(data)[0]
         now = ctx.now()
         with ctx.transaction() as tx:
+            s = tx.session
             for name, data in [("global", out.global_blob), ("momentum", out.momentum_blob),
                                *((f"slot{k}", b) for k, b in out.slot_states.items())]:
-                crud.record_blob(tx.session, sha256=stored[name], size=len(data), uploader=None, now=now)
+                crud.record_blob(s, sha256=stored[name], size=len(data), uploader=None, now=now)
+            s.execute(update(Round).where(Round.id == rnd.id).values(val_loss=out.val_loss))
             tx.emit("round.aggregated", job_id, {"round": round, "units": [k for k, _ in rows],
-                                                 "checkpoint": stored["global"], "momentum": stored["momentum"]}, now=now)
+                                                 "checkpoint": stored["global"], "momentum": stored["momentum"],
+                                                 "val_loss": out.val_loss}, now=now)
+            if last:
+                done = s.execute(update(Job).where(Job.id == job_id, Job.final_model_blob.is_(None))
+                                 .values(final_model_blob=stored["global"])).rowcount
+                if done:
+                    tx.emit("job.model_ready", job_id, {"model": stored["global"], "rounds": round + 1}, now=now)
+                return bool(done)
         slots: list[str | None] = [stored.get(f"slot{k}", prev_slots.get(k)) for k in range(units)]
         try:
             open_round(ctx, job_id=job_id, round=round + 1, checkpoint_blob=stored["global"], slot_states=slots,
@@ -122,6 +158,19 @@ def aggregate_round(ctx: Context, *, job_id: int, round: int) -> bool:
     finally:
         if r.get(key) == token.encode():
             r.delete(key)
+
+
+def _dataset_dir(ctx: Context, spec_json: bytes) -> Path | None:
+    """The job's packed dataset for the validation loss, or None (no loss) when it is absent."""
+    if ctx.settings.eval_batches <= 0:
+        return None
+    from coordinator.datasets import materialize
+    from protocol.spec import spec_from_json
+
+    try:
+        return materialize(ctx.blobs.path, ctx.settings.resolved_datasets_dir, spec_from_json(spec_json).dataset)
+    except UnavailableError:
+        return None
 
 
 def aggregate_safely(ctx: Context, *, job_id: int, round: int) -> None:
@@ -135,8 +184,9 @@ def aggregate_safely(ctx: Context, *, job_id: int, round: int) -> None:
 
 
 def pending_aggregations(ctx: Context) -> list[tuple[int, int]]:
-    """(job, round) pairs whose round closed and whose next round is not open yet."""
-    from coordinator.models import Job
-
+    """(job, round) pairs whose round closed and whose outer step has not run yet: the next
+    round is not open, or the job's last round has no final model."""
     with ctx.sessions() as s:
-        return [(j.id, j.current_round) for j in s.scalars(select(Job).where(Job.status == "awaiting_aggregation"))]
+        q = select(Job.id, Job.current_round).where(or_(Job.status == "awaiting_aggregation",
+                                                        and_(Job.status == "complete", Job.final_model_blob.is_(None))))
+        return [(int(j), int(r)) for j, r in s.execute(q)]

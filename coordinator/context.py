@@ -24,6 +24,7 @@ from coordinator.leases import LeaseManager
 
 if TYPE_CHECKING:
     from coordinator.aggregation import Aggregator
+    from protocol.chain.keys import Signer
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,9 @@ class Context:
     intake: Intake
     aggregator: "Aggregator | None" = None  # None: rounds wait in awaiting_aggregation
     db_revision: str = ""
+    # the address this coordinator commits rounds from: the signer's, else settings.coordinator_address
+    coordinator_address: str | None = None
+    signer: "Signer | None" = field(default=None, repr=False)  # the coordinator's key; None = cannot settle
     job_briefs: dict[int, tuple[float, "JobBrief"]] = field(default_factory=dict)
     job_brief_ttl_s: float = 1.0
     workers_seen: dict[str, float] = field(default_factory=dict)

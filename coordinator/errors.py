@@ -49,3 +49,8 @@ class RateLimitedError(CoordinatorError, RuntimeError):
 
 class UnavailableError(CoordinatorError, RuntimeError):
     """A dependency (chain RPC, verifier) is not reachable or not configured."""
+
+
+class ConfigurationError(CoordinatorError, ValueError):
+    """The settings contradict each other or the environment (e.g. a key that is not the
+    configured coordinator address). Raised at start, never per request."""

@@ -1,9 +1,6 @@
-"""Jobs and rounds: registration against the chain, round opening and closing, deadlines.
+"""Rounds: opening, closing, deadlines (jobs enter through coordinator/admission.py).
 
-A job enters the coordinator when someone registers it with its spec: the chain is the
-authority (the job must exist on the Market, name this coordinator when one is
-configured, and its specHash must be the spec's canonical hash), so any signed account may
-register it. Round r closes as `complete` when all K units are accepted, or as `quorum` at
+Round r closes as `complete` when all K units are accepted, or as `quorum` at
 its deadline when at least ceil(quorum * K) are; a deadline without quorum is extended by
 `round_timeout_s` (event `round.deadline_extended`). After a round closes the job waits in
 `awaiting_aggregation` until the outer step opens round r+1 (`open_round`), or is
@@ -19,82 +16,16 @@ from sqlalchemy.exc import IntegrityError
 
 from coordinator import crud
 from coordinator.context import Context
-from coordinator.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
+from coordinator.errors import ConflictError, InvalidInputError, NotFoundError
 from coordinator.models import Job, Round
-from protocol.hashing import to_hex
-from protocol.spec import JobSpec, SpecError, spec_from_dict, spec_from_json
-
-MAX_JOB_ID = 2**63 - 1
+from protocol.spec import JobSpec, spec_from_json
 
 
 def load_job_spec(ctx: Context, job: Job) -> JobSpec:
-    data = ctx.blobs.read_bytes(job.spec_blob)
+    data = ctx.blobs.read_bytes(job.spec_blob) if job.spec_blob else None
     if data is None:
         raise NotFoundError(f"spec blob {job.spec_blob} of job {job.id} is missing from the blob store")
     return spec_from_json(data)
-
-
-def register_job(ctx: Context, *, job_id: int, spec_obj: dict[str, Any]) -> tuple[Job, bool]:
-    """Register chain job `job_id` with its spec; returns (job, created). Idempotent for the
-    same spec; raises InvalidInputError / NotFoundError / ForbiddenError / ConflictError."""
-    if job_id > MAX_JOB_ID:
-        raise InvalidInputError(f"job id {job_id} is larger than this coordinator supports (2^63 - 1)")
-    try:
-        spec = spec_from_dict(spec_obj, "request body 'spec'")
-    except SpecError as e:
-        raise InvalidInputError(str(e)) from None
-    spec_hash = to_hex(spec.spec_hash())
-    gw = ctx.gateway
-    chain_job = gw.get_job(job_id)
-    if chain_job is None:
-        raise NotFoundError(f"job {job_id} does not exist on chain {gw.chain_id} (Market {gw.market_address}); "
-                            "post it on chain first")
-    if chain_job.status != 1:
-        raise ConflictError(f"job {job_id} is not open on chain (status {chain_job.status}); nothing to schedule")
-    want = ctx.settings.coordinator_address
-    if want is not None and chain_job.coordinator != want:
-        raise ForbiddenError(f"job {job_id} names coordinator {chain_job.coordinator}, this coordinator is {want}")
-    if chain_job.spec_hash.lower() != spec_hash:
-        raise InvalidInputError(f"the spec hashes to {spec_hash} but job {job_id} on chain has specHash "
-                                f"{chain_job.spec_hash}: send the exact spec that was posted")
-    if chain_job.reward_per_unit != spec.payment.reward_per_unit:
-        raise InvalidInputError(f"spec reward_per_unit {spec.payment.reward_per_unit} differs from the chain's "
-                                f"{chain_job.reward_per_unit}")
-    if chain_job.max_units < spec.max_units:
-        raise InvalidInputError(f"spec needs {spec.max_units} units (K*R) but the chain job allows {chain_job.max_units}")
-    now = ctx.now()
-    if chain_job.deadline <= now:
-        raise ConflictError(f"job {job_id}'s deadline {chain_job.deadline} has passed")
-
-    with ctx.transaction() as tx:
-        existing = crud.get_job(tx.session, job_id=job_id)
-    if existing is not None:
-        if existing.spec_hash != spec_hash:
-            raise ConflictError(f"job {job_id} is already registered with spec {existing.spec_hash}")
-        return existing, False
-
-    spec_blob, _ = ctx.blobs.put_bytes(spec.canonical_bytes())
-    try:
-        with ctx.transaction() as tx:
-            s = tx.session
-            crud.record_blob(s, sha256=spec_blob, size=len(spec.canonical_bytes()), uploader=None, now=now)
-            job = crud.create_job(s, job_id=job_id, spec_hash=spec_hash, spec_blob=spec_blob, owner=chain_job.owner,
-                                  rounds_total=spec.rounds, units_per_round=spec.units_per_round,
-                                  reward_per_unit=spec.payment.reward_per_unit, now=now)
-            s.flush()
-            rnd = crud.create_round(s, job_id=job_id, round=0, units=spec.units_per_round, checkpoint_blob=None,
-                                    slot_states=None, now=now, deadline=now + ctx.settings.round_timeout_s)
-            tx.emit("job.registered", job_id, {"spec_hash": spec_hash, "owner": chain_job.owner,
-                                                "rounds": spec.rounds, "units_per_round": spec.units_per_round}, now=now)
-            tx.emit("round.opened", job_id, {"round": 0, "units": rnd.units, "checkpoint": None}, now=now)
-    except IntegrityError:  # another process registered it between our check and insert
-        with ctx.transaction() as tx:
-            job2 = crud.get_job(tx.session, job_id=job_id)
-        if job2 is None or job2.spec_hash != spec_hash:
-            raise ConflictError(f"job {job_id} was registered concurrently with another spec") from None
-        return job2, False
-    seed_round(ctx, job_id=job_id, round=0)
-    return job, True
 
 
 def seed_round(ctx: Context, *, job_id: int, round: int) -> int | None:

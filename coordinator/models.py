@@ -27,16 +27,22 @@ class Job(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False, comment="on-chain job id")
     spec_hash: Mapped[str] = mapped_column(HASH)
-    spec_blob: Mapped[str] = mapped_column(HASH, comment="blob holding the canonical spec JSON")
+    spec_blob: Mapped[str | None] = mapped_column(HASH, comment="blob holding the canonical spec JSON; NULL until uploaded")
     owner: Mapped[str] = mapped_column(ADDRESS)
-    status: Mapped[str] = mapped_column(String(32), comment="active | awaiting_aggregation | complete | held")
+    status: Mapped[str] = mapped_column(String(32), comment="held | active | awaiting_aggregation | complete | closed")
     hold_reason: Mapped[str | None] = mapped_column(Text)
-    rounds_total: Mapped[int] = mapped_column(Integer)
-    units_per_round: Mapped[int] = mapped_column(Integer)
+    rounds_total: Mapped[int | None] = mapped_column(Integer, comment="R from the spec; NULL while held without one")
+    units_per_round: Mapped[int | None] = mapped_column(Integer, comment="K from the spec; NULL while held without one")
     current_round: Mapped[int] = mapped_column(Integer, default=0)
     reward_per_unit: Mapped[str] = mapped_column(String(80), comment="token base units, decimal string")
     registered_at: Mapped[float] = mapped_column(Double)
     register_tx: Mapped[str | None] = mapped_column(HASH, comment="postJob transaction, when the indexer saw it")
+    coordinator: Mapped[str | None] = mapped_column(ADDRESS, comment="the job's coordinator on chain")
+    chain_status: Mapped[str | None] = mapped_column(String(16), comment="open | completed | closed (on chain)")
+    max_units: Mapped[str | None] = mapped_column(String(80), comment="the chain job's maxUnits, decimal string")
+    deadline: Mapped[int | None] = mapped_column(BigInteger, comment="the chain job's deadline, unix s")
+    complete_tx: Mapped[str | None] = mapped_column(HASH, comment="completeJob transaction")
+    final_model_blob: Mapped[str | None] = mapped_column(HASH, comment="G_R, the outer step after the last round")
 
 
 class Round(Base):
@@ -57,6 +63,15 @@ class Round(Base):
     committed_root: Mapped[str | None] = mapped_column(HASH)
     commit_tx: Mapped[str | None] = mapped_column(HASH)
     finalize_tx: Mapped[str | None] = mapped_column(HASH)
+    settle_state: Mapped[str | None] = mapped_column(String(16), comment="NULL (not started) | committing | "
+                                                     "committed | finalized")
+    settle_owner: Mapped[str | None] = mapped_column(String(32), comment="token of the process holding the settle lease")
+    settle_lease_until: Mapped[float | None] = mapped_column(Double, comment="unix s; another process may take over after")
+    settle_error: Mapped[str | None] = mapped_column(Text, comment="last settlement failure, cleared on success")
+    committed_total: Mapped[str | None] = mapped_column(String(80), comment="token base units, decimal string")
+    committed_units: Mapped[int | None] = mapped_column(Integer, comment="leaves in the committed tree")
+    challenge_end: Mapped[int | None] = mapped_column(BigInteger, comment="unix s (chain time) the window closes")
+    val_loss: Mapped[float | None] = mapped_column(Double, comment="validation loss of G_{r+1}, nats/token")
 
 
 class Unit(Base):
@@ -74,6 +89,8 @@ class Unit(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     slot_state_blob: Mapped[str | None] = mapped_column(HASH, comment="slot k's inner optimizer state; NULL = fresh")
     accepted_result_id: Mapped[int | None] = mapped_column(Integer)
+    revoked_by_dispute: Mapped[int | None] = mapped_column(BigInteger, comment="market dispute whose ruling 2 "
+                                                           "revoked this unit's leaf")
 
 
 class Lease(Base):
@@ -132,6 +149,38 @@ class ChainCursor(Base):
     block_number: Mapped[int] = mapped_column(BigInteger)
     block_hash: Mapped[str] = mapped_column(HASH)
     updated_at: Mapped[float] = mapped_column(Double)
+
+
+class ChainEvent(Base):
+    """One decoded log of the Market or the JuryArbiter, indexed at a confirmation depth.
+    Unique by (block hash, log index): re-indexing a block never duplicates a row, and the
+    rows of a block that a reorg removed are deleted (they carry that block's hash)."""
+
+    __tablename__ = "chain_events"
+    __table_args__ = (UniqueConstraint("block_hash", "log_index", name="uq_chain_events_block_log"),
+                      Index("ix_chain_events_job_id_id", "job_id", "id"),
+                      Index("ix_chain_events_block_number", "block_number"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str] = mapped_column(HASH)
+    log_index: Mapped[int] = mapped_column(Integer)
+    tx_hash: Mapped[str] = mapped_column(HASH)
+    contract: Mapped[str] = mapped_column(ADDRESS)
+    name: Mapped[str] = mapped_column(String(64), comment="event name from the ABI")
+    job_id: Mapped[int | None] = mapped_column(BigInteger, comment="the event's jobId, when it has one below 2^63")
+    args: Mapped[dict[str, Any]] = mapped_column(JSON, comment="decoded arguments; bytes 0x-hex, big ints strings")
+
+
+class ChainBlock(Base):
+    """Hashes of indexed blocks (each poll's last block and every block with an event), the
+    trail the indexer walks back on to find where a reorg forked off."""
+
+    __tablename__ = "chain_blocks"
+
+    indexer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    number: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(HASH)
 
 
 class Event(Base):

@@ -140,8 +140,8 @@ def release(ctx: Context, *, worker: str, lease_id: str) -> None:
 
 def sweep(ctx: Context) -> None:
     """One pass of the background sweeper: reap expired leases of active jobs, re-seed a
-    round whose queue Redis lost, close or extend rounds past their deadline, run outer
-    steps that are due (after a quorum close, or retrying a failed one)."""
+    round whose queue Redis lost, close or extend rounds past their deadline, re-check held
+    jobs, run outer steps that are due (after a quorum close, or retrying a failed one)."""
     with ctx.sessions() as s:
         jobs = crud.active_jobs_rounds(s)
     for job_id, current in jobs:
@@ -149,6 +149,9 @@ def sweep(ctx: Context) -> None:
             seed_round(ctx, job_id=job_id, round=current)
         record_reaped(ctx, ctx.leases.reap(job_id=job_id))
     sweep_deadlines(ctx)
+    from coordinator.admission import refresh_held
+
+    refresh_held(ctx)
     if ctx.aggregator is not None:
         from coordinator.aggregation import aggregate_safely, pending_aggregations
 

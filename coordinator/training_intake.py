@@ -17,16 +17,13 @@ timeout) raises UnavailableError: the API answers 503 and the lease stays the wo
 """
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any, Literal
 
 from coordinator.compute import ComputePool
 from coordinator.compute import ComputeUnavailable as VerificationUnavailable
-from coordinator.errors import UnavailableError
+from coordinator.datasets import materialize
 from coordinator.intake import StructuralIntake, UnitSubmission, Verdict
 
 IntakeMode = Literal["replay", "upload_check"]
@@ -63,43 +60,7 @@ class TrainingIntake(StructuralIntake):
     def _dataset_dir(self, s: UnitSubmission) -> Path:
         """`<datasets_dir>/<hash>`, materialised from the blob store when absent and the
         manifest blob is stored. Raises UnavailableError naming what is missing."""
-        out = self.datasets_dir / s.spec.dataset
-        if (out / "manifest.json").is_file():
-            return out
-        manifest_path = s.blob_path(s.spec.dataset)
-        if not manifest_path.is_file():
-            raise UnavailableError(f"dataset {s.spec.dataset} is neither at {out} nor in the blob store: the job "
-                                   "owner uploads its manifest and shards (`crowdtrain job post`), or pack it there")
-        try:
-            manifest = json.loads(manifest_path.read_bytes())
-            shards = [(sh["file"], str(sh["sha256"]).lower()) for split in ("train", "val") for sh in manifest.get(split, [])]
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise UnavailableError(f"dataset manifest {s.spec.dataset} is malformed ({e})") from None
-        tmp = self.datasets_dir / f".tmp-{uuid.uuid4().hex}"
-        tmp.mkdir(parents=True)
-        try:
-            _link(manifest_path, tmp / "manifest.json")
-            for name, digest in shards:
-                src = s.blob_path(digest)
-                if Path(name).name != name or name.startswith(".") or not src.is_file():
-                    raise UnavailableError(f"dataset {s.spec.dataset}: shard {name!r} ({digest}) is not in the "
-                                           "blob store or has a bad name; the owner must upload every shard")
-                _link(src, tmp / name)
-            try:
-                os.rename(tmp, out)
-            except OSError:  # another request materialised it first
-                if not (out / "manifest.json").is_file():
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return out
-
-
-def _link(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)  # no copy: blobs are immutable
-    except OSError:  # another filesystem
-        shutil.copyfile(src, dst)
+        return materialize(s.blob_path, self.datasets_dir, s.spec.dataset)
 
 
 # ---- runs in the spawned child ---------------------------------------------------------------

@@ -84,19 +84,32 @@ class RoundView(_Wire):
     closed_at: float | None
     committed_root: Hash32 | None
     commit_tx: Hash32 | None
+    settle_state: Literal["committing", "committed", "finalized"] | None = Field(
+        None, description="settlement on chain; null = not started (the round is open or just closed)")
+    settle_error: str | None = Field(None, description="the last settlement failure (retried), null when none")
+    finalize_tx: Hash32 | None = None
+    challenge_end: int | None = Field(None, description="unix s (chain time) the challenge window closes")
+    val_loss: float | None = Field(None, description="validation loss of G_{r+1} after this round, nats/token")
 
 
 class JobView(_Wire):
     job_id: int
     spec_hash: Hash32
-    spec_blob: Hash32 = Field(description="blob holding the canonical spec JSON (GET /blobs/<hash>)")
+    spec_blob: Hash32 | None = Field(description="blob holding the canonical spec JSON (GET /blobs/<hash>); null "
+                                     "while the job is held without its spec")
     owner: Address
-    status: Literal["active", "awaiting_aggregation", "complete", "held"]
-    hold_reason: str | None
-    rounds: int
-    units_per_round: int
+    status: Literal["held", "active", "awaiting_aggregation", "complete", "closed"]
+    hold_reason: str | None = Field(description="why a held job is not scheduled yet, and what to do")
+    rounds: int | None = Field(description="R; null while held without a spec")
+    units_per_round: int | None = Field(description="K; null while held without a spec")
     current_round: int
     registered_at: float
+    coordinator: Address | None = Field(None, description="the job's coordinator on chain")
+    chain_status: Literal["open", "completed", "closed"] | None = Field(None, description="the job on chain")
+    register_tx: Hash32 | None = Field(None, description="the postJob transaction (once indexed)")
+    complete_tx: Hash32 | None = Field(None, description="the completeJob transaction")
+    final_model: Hash32 | None = Field(None, description="G_R blob once the last round is aggregated "
+                                       "(GET /jobs/{id}/model)")
 
 
 class UnitView(_Wire):
@@ -107,6 +120,8 @@ class UnitView(_Wire):
     status: Literal["queued", "leased", "verifying", "accepted", "cancelled"]
     attempts: int
     lease_id: LeaseId | None
+    revoked_by_dispute: int | None = Field(None, description="market dispute whose ruling 2 revoked this unit's "
+                                           "leaf (it is not paid)")
 
 
 class UnitInputs(_Wire):
@@ -218,3 +233,87 @@ class RoundSettlement(_Wire):
 
 
 __all__ += ["CoordinatorInfo", "SettledLeaf", "RoundSettlement"]
+
+
+# ---- coordinator: reports and the chain index (coordinator/api/routes/reports.py) ----------
+
+class ReportUnit(_Wire):
+    unit: int = Field(description="slot index k")
+    unit_id: int
+    worker: Address
+    result_id: int
+    result_hash: Hash32
+    leaf: Hash32 | None = Field(description="round leaf hash; null until the round is committed")
+    loss_first: float = Field(description="training loss of the unit's first inner step (from its trace), nats/token")
+    loss_last: float = Field(description="training loss of its last inner step, nats/token")
+    revoked_by_dispute: int | None
+    claim_tx: Hash32 | None = Field(description="the indexed Claimed transaction paying this leaf")
+
+
+class ReportRound(_Wire):
+    round: int
+    status: Literal["open", "complete", "quorum", "cancelled"]
+    units: int
+    accepted: int
+    train_loss_first: float | None = Field(description="mean over accepted units of the first step's loss")
+    train_loss_last: float | None = Field(description="mean over accepted units of the last step's loss")
+    train_loss_mean: float | None = Field(description="mean over accepted units and all their steps")
+    val_loss: float | None = Field(description="validation loss of G_{r+1}, when the coordinator scored it")
+    checkpoint: Hash32 | None = Field(description="G_r, the round's input (null: G_0 from the spec seed)")
+    root: Hash32 | None
+    total: str | None = Field(description="committed total, token base units")
+    settle_state: Literal["committing", "committed", "finalized"] | None
+    commit_tx: Hash32 | None
+    finalize_tx: Hash32 | None
+    unit_results: list[ReportUnit]
+
+
+class ReportWorker(_Wire):
+    worker: Address
+    units_accepted: int
+    units_revoked: int
+    earned: str = Field(description="committed, not revoked: units * reward per unit, token base units")
+    claimed: str = Field(description="paid out by indexed Claimed events, token base units")
+
+
+class JobReport(_Wire):
+    """`GET /jobs/{id}/report`: the training report (losses, units, workers, chain receipts)."""
+
+    job_id: int
+    spec_hash: Hash32
+    owner: Address
+    coordinator: Address | None
+    status: Literal["held", "active", "awaiting_aggregation", "complete", "closed"]
+    chain_status: Literal["open", "completed", "closed"] | None
+    rounds_total: int | None
+    units_per_round: int | None
+    reward_per_unit: str
+    register_tx: Hash32 | None
+    complete_tx: Hash32 | None
+    final_model: Hash32 | None
+    rounds: list[ReportRound]
+    workers: list[ReportWorker]
+
+
+class ChainEventView(_Wire):
+    id: int
+    block_number: int
+    block_hash: Hash32
+    log_index: int
+    tx_hash: Hash32
+    contract: Address
+    name: str
+    job_id: int | None
+    args: dict[str, Any] = Field(description="decoded arguments: bytes as 0x-hex, integers >= 2^53 as strings")
+
+
+class ChainStatusView(_Wire):
+    indexer_enabled: bool
+    settlement_enabled: bool = Field(description="true when this process can sign commits (a key is configured)")
+    coordinator_address: Address | None
+    cursor_block: int | None = Field(description="last indexed block (null: nothing indexed yet)")
+    cursor_hash: Hash32 | None
+    events: int = Field(description="indexed events stored")
+
+
+__all__ += ["ReportUnit", "ReportRound", "ReportWorker", "JobReport", "ChainEventView", "ChainStatusView"]

@@ -15,6 +15,9 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+LOCAL_CHAIN_IDS = frozenset({31337, 1337})  # anvil / hardhat: blocks are final when mined
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CROWDTRAIN_COORD_", extra="forbid", frozen=True)
 
@@ -52,6 +55,28 @@ class Settings(BaseSettings):
     verify_processes: int = Field(1, ge=1, le=256, description="processes that judge results / run outer steps in parallel")
     aggregate: bool = Field(True, description="run the outer step when a round closes and open the next round")
 
+    eval_batches: int = Field(4, ge=0, le=1000, description="validation batches scored after each outer step when "
+                              "the dataset has a val split (0 = no validation loss)")
+
+    indexer_enabled: bool = Field(True, description="follow the Market's and JuryArbiter's events (needs a chain "
+                                  "gateway; inert with an injected test gateway)")
+    settlement_enabled: bool = Field(True, description="commit, finalize and complete on chain (needs the "
+                                     "coordinator's key: keystore or key_env)")
+    chain_poll_interval_s: float = Field(2.0, gt=0, description="how often the indexer and the settlement loop run")
+    confirmations: int | None = Field(None, ge=0, le=10_000, description="blocks an event must be buried under "
+                                      "before it is indexed; default 0 on local chains (31337, 1337), 12 elsewhere")
+    indexer_start_block: int | None = Field(None, ge=0, description="first block to index; default the deployment "
+                                            "record's start block, else 0")
+    indexer_batch_blocks: int = Field(2000, ge=1, le=100_000, description="blocks per eth_getLogs request")
+    settle_lease_s: float = Field(300.0, gt=0, description="a process settling a round holds it this long; after "
+                                  "that (a crash) another process re-checks the chain and takes over")
+    settle_retry_s: float = Field(30.0, gt=0, description="wait before retrying a commit that reverted")
+    keystore: Path | None = Field(None, description="the coordinator's key: eth-account keystore JSON file")
+    keystore_password_file: Path | None = Field(None, description="first line is the keystore password (else "
+                                                "$CROWDTRAIN_KEYSTORE_PASSWORD)")
+    key_env: str = Field("CROWDTRAIN_COORD_PRIVATE_KEY", pattern=r"^[A-Z_][A-Z0-9_]{0,127}$",
+                         description="environment variable holding the coordinator's private key (when no keystore)")
+
     auto_migrate: bool = Field(False, description="apply pending migrations at start instead of refusing to start")
 
     @field_validator("market_address", "coordinator_address")
@@ -71,6 +96,11 @@ class Settings(BaseSettings):
             if url.startswith(plain):
                 url = "postgresql+psycopg://" + url[len(plain):]
         return url
+
+    def resolved_confirmations(self, chain_id: int) -> int:
+        if self.confirmations is not None:
+            return self.confirmations
+        return 0 if chain_id in LOCAL_CHAIN_IDS else 12
 
     @property
     def resolved_blob_dir(self) -> Path:

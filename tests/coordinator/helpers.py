@@ -34,9 +34,12 @@ from protocol.eip712 import WorkResult, sign_work_result
 from protocol.spec import JobSpec, spec_from_dict
 from training.trace import Trace, TraceLeaf
 
+# A dataset manifest with no shards: enough for job intake's "dataset present" check; the
+# StructuralIntake never reads data. Env.register stores it before registering.
+TEST_MANIFEST = b'{"format":"crowdtrain-dataset/1","source":"coordinator-tests","train":[],"val":[]}'
 SPEC: dict[str, Any] = {
     "model": {"kind": "mlp", "context": 4, "n_embd": 4, "hidden": 8, "n_layer": 1},
-    "dataset": "0x" + "ab" * 32, "inner_steps": 4, "units_per_round": 3, "rounds": 2, "batch_size": 2,
+    "dataset": "0x" + hashlib.sha256(TEST_MANIFEST).hexdigest(), "inner_steps": 4, "units_per_round": 3, "rounds": 2, "batch_size": 2,
     "seq_len": 8, "seed": 1, "verification": {"snapshot_interval": 2, "segments": 1},
     "payment": {"reward_per_unit": 10},
 }
@@ -142,6 +145,7 @@ class Env:
     def register(self, job_id: int = 7, spec: JobSpec | None = None) -> JobSpec:
         spec = spec or spec_of()
         self.post_chain_job(job_id, spec)
+        self.ctx.blobs.put_bytes(TEST_MANIFEST)  # the dataset is present (the intake check)
         r = self.call(self.accounts[0], "POST", "/jobs", {"job_id": job_id, "spec": spec.model_dump(mode="json")})
         assert r.status_code == 201, r.text
         return spec

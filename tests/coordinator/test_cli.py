@@ -22,9 +22,9 @@ def test_db_upgrade_and_current(runner: CliRunner, tmp_path: Path) -> None:
     r = runner.invoke(app, ["coordinator", "db", "current", "--database-url", url])
     assert r.exit_code == 0 and "database: (empty)" in r.output
     r = runner.invoke(app, ["coordinator", "db", "upgrade", "--database-url", url])
-    assert r.exit_code == 0 and "(empty) -> 0003" in r.output
+    assert r.exit_code == 0 and "(empty) -> 0004" in r.output
     r = runner.invoke(app, ["coordinator", "db", "current", "--database-url", url])
-    assert "database: 0003  code head: 0003" in r.output
+    assert "database: 0004  code head: 0004" in r.output
 
 
 def test_serve_refuses_unmigrated_database(runner: CliRunner, tmp_path: Path) -> None:
@@ -37,5 +37,5 @@ def test_openapi_lists_the_api(runner: CliRunner) -> None:
     assert r.exit_code == 0
     paths = json.loads(r.output)["paths"]
     for p in ("/jobs/{job_id}/claim", "/leases/{lease_id}/heartbeat", "/units/{unit_id}/result", "/blobs/{sha256}",
-              "/events"):
+              "/events", "/jobs/{job_id}/model", "/jobs/{job_id}/report", "/chain/status", "/chain/events"):
         assert p in paths

@@ -26,7 +26,7 @@ from coordinator.core.db import make_engine, session_factory
 from coordinator.models import Lease, Result, Unit
 from protocol.auth import make_auth_headers
 from tests.coordinator.conftest import truncate_all
-from tests.coordinator.helpers import make_accounts, make_result, sha, spec_of
+from tests.coordinator.helpers import TEST_MANIFEST, make_accounts, make_result, sha, spec_of
 from tests.coordinator.servers import coordinator_processes
 
 K = 60
@@ -69,8 +69,11 @@ def test_three_processes_never_lease_a_unit_twice(pg_url: str, redis_url: str, t
         with coordinator_processes(3, workdir=tmp_path, database_url=pg_url, redis_url=redis_url,
                                    prefix=f"mp{uuid.uuid4().hex[:8]}", stakes={w.address: 1000 for w in workers},
                                    jobs=[job]) as urls, httpx.Client() as client:
+            r = signed(client, workers[0], "PUT", urls[0], f"/blobs/{spec.dataset}", content=TEST_MANIFEST,
+                       body_hash=bytes.fromhex(spec.dataset[2:]))
+            assert r.status_code == 201, r.text  # the job's dataset is present: it is admitted at once
             r = signed(client, workers[0], "POST", urls[0], "/jobs", {"job_id": 7, "spec": spec.model_dump(mode="json")})
-            assert r.status_code == 201, r.text
+            assert r.status_code == 201 and r.json()["status"] == "active", r.text
             stream_lines: list[str] = []
             stream_started = threading.Event()
 

@@ -104,7 +104,13 @@ def test_upload_check_mode_and_missing_dataset_is_503(settings: Settings, gatewa
                                                       packed: tuple[Path, str], trained: dict[str, Any]) -> None:
     spec = trained["spec"]
     with _env(settings, gateway, "replay", tmp_path / "no-datasets") as env:
+        # the job is admitted with its dataset uploaded; then the blobs are lost (a wiped disk)
+        files = sorted((packed[0] / packed[1]).iterdir())
+        for f in files:
+            assert env.put_blob(env.accounts[2], f.read_bytes()).status_code == 201
         env.register(7, spec)
+        for f in files:
+            env.ctx.blobs.path(sha(f.read_bytes())).unlink()
         k0 = env.accounts[0]
         g0 = env.claim(k0).json()
         res = trained["honest"](g0["unit"])
@@ -141,7 +147,8 @@ def test_closed_round_runs_the_outer_step_and_opens_the_next(
     set_determinism(spec.seed, spec.threads)
     g0 = initial_global_blob(spec)
     expected = run_job(spec, ds, rounds=1, eval_batches=0)
-    with _env(settings.model_copy(update={"aggregate": True}), gateway, "upload_check", root) as env:
+    with _env(settings.model_copy(update={"aggregate": True, "datasets_dir": root}), gateway, "upload_check",
+              root) as env:
         env.register(7, spec)
         outputs = {}
         for key in env.accounts[:2]:

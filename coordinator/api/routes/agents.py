@@ -19,16 +19,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, Depends, Path, Request, Response
 from starlette.requests import ClientDisconnect
 
-from coordinator import crud
+from coordinator import admission, crud
 from coordinator.api.deps import BlobHashPath, ContextDep, SessionDep, _authenticate
 from coordinator.blobs import normalize_digest
 from coordinator.errors import BadRequestError, ConflictError, ForbiddenError, NotFoundError
 from coordinator.models import Round
+from coordinator.settlement import round_leaves
 from protocol.hashing import from_hex, to_hex
-from protocol.merkle import MerkleTree, round_leaf
+from protocol.merkle import MerkleTree
 from protocol.wire import BlobReceipt, CoordinatorInfo, ErrorBody, RoundSettlement, SettledLeaf, UnitInputs
 
 router = APIRouter(tags=["agents"])
@@ -39,7 +41,7 @@ ERRORS = {s: {"model": ErrorBody} for s in (400, 401, 403, 404, 413, 422, 429, 5
 @router.get("/info", response_model=CoordinatorInfo)
 def info(ctx: ContextDep) -> CoordinatorInfo:
     return CoordinatorInfo(chain_id=ctx.gateway.chain_id, market_address=ctx.gateway.market_address,
-                           coordinator_address=ctx.settings.coordinator_address)
+                           coordinator_address=ctx.coordinator_address)
 
 
 @router.get("/units/{unit_id}/inputs", response_model=UnitInputs, responses={404: {"model": ErrorBody}})
@@ -59,17 +61,11 @@ def settlement(job_id: JobIdPath, round: Annotated[int, Path(ge=0, le=2**31 - 1)
     job = crud.get_job(session, job_id=job_id)
     if rnd is None or job is None:
         raise NotFoundError(f"job {job_id} has no round {round} here")
-    if rnd.committed_root is None:
+    if rnd.committed_root is None or rnd.settle_state == "committing":  # a prepared root is not a commitment
         raise ConflictError(f"round {round} of job {job_id} is not committed on chain yet (status {rnd.status}); "
                             "its leaves become claimable after the commit and the challenge window")
     amount = int(job.reward_per_unit)
-    rows = []
-    for u in crud.list_units(session, round_id=rnd.id):
-        res = crud.get_result(session, result_id=u.accepted_result_id) if u.accepted_result_id else None
-        if u.status == "accepted" and res is not None:
-            leaf = round_leaf(job_id=job_id, round=round, unit=u.index, worker=res.worker, amount=amount,
-                              result_hash=from_hex(res.result_hash))
-            rows.append((u, res, leaf))
+    rows = [(x.unit, x.result, x.leaf) for x in round_leaves(session, job=job, rnd=rnd)]
     if not rows:
         raise ConflictError(f"round {round} of job {job_id} is committed but no accepted unit is recorded here")
     tree = MerkleTree.build([leaf for _, _, leaf in rows])
@@ -112,5 +108,7 @@ async def put_owner_blob(job_id: JobIdPath, sha256: BlobHashPath, request: Reque
         return Response(status_code=400)  # type: ignore[return-value]
     with ctx.transaction() as tx:
         crud.record_blob(tx.session, sha256=digest, size=size, uploader=owner, now=ctx.now())
+    if created:  # it may be what a held job was waiting for (spec, manifest, shard)
+        await anyio.to_thread.run_sync(lambda: admission.admit(ctx, job_id))
     response.status_code = 201 if created else 200
     return BlobReceipt(sha256=digest, size=size, created=created)

@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
-from coordinator import crud, jobs, scheduler
+from coordinator import admission, crud, scheduler
 from coordinator.api.deps import ContextDep, CurrentAccount, CurrentWorker, SessionDep
 from coordinator.api.views import job_view, round_view, unit_view
 from coordinator.errors import NotFoundError
@@ -18,8 +18,10 @@ AUTH_ERRORS = {s: {"model": ErrorBody} for s in (401, 403, 404, 409, 422, 429, 5
 
 @router.post("", response_model=JobView, status_code=201, responses={200: {"model": JobView}, **AUTH_ERRORS})
 def register_job(body: JobRegistration, response: Response, ctx: ContextDep, account: CurrentAccount) -> JobView:
-    """Register an on-chain job with its spec (201; 200 when already registered with this spec)."""
-    job, created = jobs.register_job(ctx, job_id=body.job_id, spec_obj=body.spec)
+    """Register an on-chain job with its spec (201 when this call created the job's row; 200 when
+    the indexer or an earlier registration already had it). The answer is `held` with a
+    `hold_reason` until the job's inputs are present (docs/coordinator.md, "Job intake")."""
+    job, created = admission.register_job(ctx, job_id=body.job_id, spec_obj=body.spec)
     response.status_code = 201 if created else 200
     return job_view(job)
 
