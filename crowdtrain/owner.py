@@ -18,7 +18,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from protocol.agentkit import AgentSettings, connect_api, connect_chain, transact_due
-from protocol.api_client import ApiNotFound, CoordinatorApi, sha256_file
+from protocol.api_client import ApiError, ApiNotFound, CoordinatorApi, sha256_file
 from protocol.chain.client import ChainClient, TxResult
 from protocol.chain.keys import Signer
 from protocol.chain.types import DisputeStatus, JobStatus, RoundStatus
@@ -298,8 +298,17 @@ def download(settings: OwnerSettings, job_id: int, out_dir: Path, *,
         from protocol.spec import spec_from_json
 
         job = api.get_job(job_id)
+        if job.spec_blob is None:
+            raise OwnerError(f"job {job_id} is {job.status} without its spec at the coordinator: {job.hold_reason}")
         spec = spec_from_json(api.get_blob(job.spec_blob))
         final, records = rebuild_globals(api, job_id, spec, log)
+        if job.final_model is not None and job.final_model != to_hex(sha256(final)):
+            raise OwnerError(f"the coordinator's final model {job.final_model} is not the outer step over the accepted "
+                             f"work ({to_hex(sha256(final))}); not trusting it")
+        try:
+            coordinator_report = api.get_json(f"/jobs/{job_id}/report")
+        except ApiError:  # an older coordinator without reports: ours is complete without it
+            coordinator_report = None
     finally:
         api.close()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -309,7 +318,8 @@ def download(settings: OwnerSettings, job_id: int, out_dir: Path, *,
     tmp.replace(model)
     report = out_dir / "report.json"
     report.write_text(json.dumps({"job_id": job_id, "spec_hash": job.spec_hash, "model_sha256": to_hex(sha256(final)),
-                                  "written_at": time.time(), "aggregation": records, **asdict(status)},
+                                  "written_at": time.time(), "aggregation": records, **asdict(status),
+                                  "coordinator_report": coordinator_report},
                                  indent=2, default=str) + "\n")
     return model, report
 

@@ -34,7 +34,8 @@ class VerifierAgent:
         market = chain.deployment.address("Market") if chain.deployment else chain.market.address
         self.state = VerifierState.open(settings.data_dir, chain_id=chain.chain_id, market=market,
                                         account=chain.address)
-        self.fetcher = Fetcher(api, cache, chain_id=chain.chain_id, market=market)
+        self.fetcher = Fetcher(api, cache, chain_id=chain.chain_id, market=market,
+                               round_root=lambda job, rnd: bytes(chain.market.get_round(job, rnd)["root"]))
         self.auditor = Auditor(settings, chain, self.fetcher, self.state, say)
         self.jury = JuryDuty(settings, chain, self.fetcher, self.state, say)
 

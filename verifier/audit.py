@@ -90,6 +90,9 @@ class Auditor:
                                       "dispute_arbiter": outcome.arbiter_dispute_id,
                                       "tx": outcome.tx, "at": time.time()}
             self.state.save()
+            if self.fetcher.input_note:
+                self.say(f"warning: {self.fetcher.input_note}")
+                self.fetcher.input_note = ""
             self.say(f"audit job {job_id} round {round} unit {sl.unit} ({outcome.worker}): {outcome.verdict}"
                      f" - {outcome.detail}" + (f" [dispute {outcome.dispute_id}, tx {outcome.tx}]"
                                                if outcome.dispute_id else ""))

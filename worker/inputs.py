@@ -34,6 +34,8 @@ class InputStore:
         spec = self._specs.get(job_id)
         if spec is None:
             job = self.api.get_job(job_id)
+            if job.spec_blob is None:
+                raise InputError(f"job {job_id} is {job.status} without its spec at the coordinator ({job.hold_reason})")
             try:
                 spec = spec_from_json(self.cache.read(job.spec_blob))
             except (SpecError, CacheError) as e:

@@ -51,9 +51,10 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 @pytest.fixture
 def coord(chain: LocalMarket, redis_url: str, tmp_path: Path) -> Iterator[Coordinator]:
+    """The coordinator app on this test's chain, settling with dev account 2's key."""
     with coordinator_thread(rpc_url=chain.rpc_url, market=chain.deployment.address("Market"),
                             coordinator_address=chain.dev_accounts[2].address, redis_url=redis_url,
-                            data_dir=tmp_path / "coord", lease_ttl_s=5.0) as c:
+                            data_dir=tmp_path / "coord", lease_ttl_s=5.0, signer=signer(chain, 2)) as c:
         yield c
 
 

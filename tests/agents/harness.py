@@ -135,8 +135,9 @@ class Coordinator:
 
 @contextmanager
 def coordinator_thread(*, rpc_url: str, market: str, coordinator_address: str, redis_url: str, data_dir: Path,
-                       intake: Any = None, **overrides: Any) -> Iterator[Coordinator]:
-    """The real app (MarketGateway on `rpc_url`) served by uvicorn in a thread on a free port."""
+                       intake: Any = None, signer: Any = None, **overrides: Any) -> Iterator[Coordinator]:
+    """The real app (MarketGateway on `rpc_url`) served by uvicorn in a thread on a free port.
+    With `signer` (the coordinator's key) its settlement loop commits closed rounds."""
     import uvicorn
 
     from coordinator.core.config import Settings
@@ -145,9 +146,10 @@ def coordinator_thread(*, rpc_url: str, market: str, coordinator_address: str, r
 
     settings = Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'coordinator.sqlite3'}",
                         redis_url=redis_url, redis_prefix=f"a{uuid.uuid4().hex[:10]}", auto_migrate=True,
-                        rpc_url=rpc_url, market_address=market, coordinator_address=coordinator_address,
-                        chain_cache_ttl_s=0, **overrides)
-    app = create_app(settings, intake=intake or StructuralIntake())
+                        rpc_url=rpc_url, market_address=market,
+                        coordinator_address=None if signer is not None else coordinator_address,
+                        chain_cache_ttl_s=0, **{"chain_poll_interval_s": 0.2, **overrides})
+    app = create_app(settings, intake=intake or StructuralIntake(), signer=signer)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     t = threading.Thread(target=server.run, name="coordinator", daemon=True)
@@ -166,32 +168,6 @@ def _healthy(url: str) -> bool:
         return httpx.get(url + "/health", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def settle_round_as_coordinator(ctx: Any, client: Any, job_id: int, round: int) -> Any:
-    """TEST STAND-IN for the coordinator's settlement, which does not exist yet: commit round
-    `round`'s accepted units on chain with the coordinator's key (`client`) and record the
-    root in the coordinator's database (`ctx`: its Context): leaves in unit order, each
-    paying the job's reward per unit (docs/protocol.md "Round leaf"). Returns the tx."""
-    from coordinator import crud
-    from protocol.hashing import from_hex
-    from protocol.merkle import MerkleTree, round_leaf
-
-    with ctx.transaction() as tx:
-        s = tx.session
-        rnd = crud.get_round(s, job_id=job_id, round=round)
-        job = crud.get_job(s, job_id=job_id)
-        rows = [(u.index, crud.get_result(s, result_id=u.accepted_result_id))
-                for u in crud.list_units(s, round_id=rnd.id) if u.status == "accepted"]
-        amount = int(job.reward_per_unit)
-    leaves = [round_leaf(job_id=job_id, round=round, unit=i, worker=r.worker, amount=amount,
-                         result_hash=from_hex(r.result_hash)) for i, r in rows]
-    tree = MerkleTree.build(leaves)
-    res = client.market.commit_round(job_id, round, root=tree.root, total=amount * len(leaves), num_units=len(leaves))
-    with ctx.transaction() as tx:
-        rnd = crud.get_round(tx.session, job_id=job_id, round=round)
-        rnd.committed_root, rnd.commit_tx = to_hex(tree.root), res.tx_hash
-    return res
 
 
 # ---- separate processes (the end-to-end test) ------------------------------------------

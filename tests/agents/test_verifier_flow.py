@@ -13,7 +13,7 @@ from protocol.blobcache import BlobCache
 from protocol.chain import Role
 from protocol.chain.types import DisputeStatus, LeafStatus
 from protocol.hashing import from_hex
-from tests.agents.harness import settle_round_as_coordinator, tiny_spec
+from tests.agents.harness import tiny_spec, wait_for
 from training.adversary import Fault
 from verifier.agent import VerifierAgent
 from verifier.settings import VerifierSettings
@@ -55,7 +55,8 @@ def test_faked_unit_is_challenged_ruled_and_slashed(chain, coord, deployments, d
     honest = _worker(chain, coord, dep, signers[3], tmp_path).run(StopSignal())
     cheat = _worker(chain, coord, dep, signers[4], tmp_path, fault=Fault.SKIP_STEPS).run(StopSignal())
     assert [o.status for o in honest + cheat] == ["accepted", "accepted"]  # the structural intake cannot tell
-    settle_round_as_coordinator(coord.ctx, chain.client(2), job_id, 0)
+    auditor_api = connect_api(VerifierSettings(coordinator_url=coord.url), None)  # the coordinator commits round 0
+    wait_for(lambda: auditor_api.rounds(job_id)[0].settle_state == "committed", 30, what="round 0 committed")
     slashable = int(m.get_stake(signers[4].address, Role.WORKER)["active"])
 
     auditor = _verifier(chain, coord, dep, signers[5], tmp_path, audit_segments=0, jury=False)
