@@ -19,8 +19,8 @@ import time
 from typing import Any, Callable
 
 from protocol.agentkit import transact_due
-from protocol.api_client import ApiError
-from protocol.chain import ChainError, ContractRevert
+from protocol.api_client import ApiError, ApiServiceUnavailable, ApiUnavailable
+from protocol.chain import ChainError, ContractRevert, RpcUnavailable
 from protocol.chain.client import ChainClient, DecodedEvent
 from protocol.chain.jury import new_salt
 from protocol.hashing import to_hex
@@ -34,6 +34,8 @@ from verifier.settings import VerifierSettings
 from verifier.state import VerifierState
 
 Say = Callable[[str], None]
+# outages, not verdicts: judging is retried on the next pass instead of abstaining
+TRANSIENT = (ApiUnavailable, ApiServiceUnavailable, RpcUnavailable)
 
 
 class JuryDuty:
@@ -55,6 +57,8 @@ class JuryDuty:
                                   "reveal_deadline": int(ev.args["revealDeadline"]), "drawn_tx": ev.tx_hash}
         try:
             choice, reason, where = self.decide(arb_id, ev.tx_hash)
+        except TRANSIENT:
+            raise  # the event is read again on the next pass
         except (AuditInputError, ApiError, TrainingError, ChainError) as e:
             choice, reason, where = None, f"could not judge: {e}", ""
         record.update(choice=choice, reason=reason, where=where)

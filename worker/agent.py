@@ -26,10 +26,12 @@ from eth_account.signers.local import LocalAccount
 
 from protocol.api_client import (ApiConflict, ApiError, ApiForbidden, ApiGone, ApiNotFound, ApiServiceUnavailable,
                                  CoordinatorApi)
+from protocol.blobcache import CacheError
 from protocol.eip712 import WorkResult, sign_work_result, work_result_digest
 from protocol.hashing import sha256, to_hex
 from protocol.spec import JobSpec
 from protocol.wire import LeaseGrant, ResultSubmission
+from training import TrainingError
 from training.adversary import Fault, run_dishonest_unit
 from training.determinism import set_determinism
 from training.step import Trainer
@@ -41,6 +43,7 @@ from worker.preflight import dataset_size, estimate, fmt_bytes
 from worker.settings import WorkerSettings
 
 Status = Literal["accepted", "rejected", "lease_lost", "released", "failed"]
+FAILURE_BACKOFF_S = 60.0  # a unit that failed for its inputs: skip its job this long before claiming again
 
 
 class Reporter(Protocol):
@@ -106,6 +109,7 @@ class WorkerAgent:
         self._unfit: dict[int, str] = {}
         self._fit: set[int] = set()
         self._said: dict[int, object] = {}
+        self._backoff: dict[int, float] = {}  # job id -> monotonic time before which it is skipped
         self._trainer: tuple[str, Trainer] | None = None
         self._last: UnitResult | None = None  # donor for the REPLAY_OLD_PROOF fault
 
@@ -138,7 +142,7 @@ class WorkerAgent:
         """A lease from the first job with a free unit, or (None, seconds to wait)."""
         wait = self.settings.poll_interval_s
         for job_id in self._candidate_jobs():
-            if job_id in self._unfit:
+            if job_id in self._unfit or self._backoff.get(job_id, 0.0) > time.monotonic():
                 continue
             try:
                 grant, retry = self.api.claim(job_id)
@@ -216,8 +220,9 @@ class WorkerAgent:
             return UnitOutcome(**base, status=e.why, reason=e.reason)
         except (ApiGone, ApiNotFound, ApiForbidden) as e:
             return UnitOutcome(**base, status="lease_lost", reason=str(e.detail))
-        except (InputError, ApiError) as e:
+        except (InputError, ApiError, CacheError, TrainingError) as e:
             self._release(grant)
+            self._backoff[grant.job_id] = time.monotonic() + FAILURE_BACKOFF_S  # do not hammer a broken job
             return UnitOutcome(**base, status="failed", reason=str(e))
 
     def _check(self, hb: Heartbeat, stop: StopSignal) -> None:

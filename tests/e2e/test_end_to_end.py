@@ -29,7 +29,6 @@ from deploy.deploy import DeployConfig, JuryParams
 from deploy.devnet import LocalMarket, start_local_market
 from protocol.chain import ChainClient, Role
 from protocol.chain.types import DisputeStatus, LeafStatus
-from protocol.hashing import from_hex
 from tests.agents.harness import Proc, free_port, pack_test_dataset, redis_server, run_cli, wait_for
 
 pytestmark = pytest.mark.slow
