@@ -63,6 +63,12 @@ class VerifierAgent:
 
     def _audit_queued(self) -> None:
         for job_id, round in list(self.state.rounds):
+            end = int(self.chain.market.get_round(job_id, round)["challengeEnd"])
+            if self.jury.now() >= end:  # e.g. history read by a fresh verifier: a late finding pays nothing
+                self.say(f"job {job_id} round {round}: challenge window closed at {end}; not audited")
+                self.state.rounds.remove([job_id, round])
+                self.state.save()
+                continue
             try:
                 self.auditor.audit_round(job_id, round)
             except ApiConflict:  # the coordinator has not recorded the commit yet: next pass

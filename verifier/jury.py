@@ -55,6 +55,11 @@ class JuryDuty:
             return
         record: dict[str, Any] = {"commit_deadline": int(ev.args["commitDeadline"]),
                                   "reveal_deadline": int(ev.args["revealDeadline"]), "drawn_tx": ev.tx_hash}
+        if self.chain.jury.get_dispute(arb_id)["resolved"] or self.now() >= record["commit_deadline"]:
+            record["closed"] = "drawn, but the commit phase was over when this verifier read the event"
+            self.state.votes[str(arb_id)] = record
+            self.state.save()
+            return
         try:
             choice, reason, where = self.decide(arb_id, ev.tx_hash)
         except TRANSIENT:

@@ -163,7 +163,6 @@ class WorkerAgent:
 
         if job_id in self._fit:
             return True
-
         manifest_size = dataset_size(_json(self.inputs.cache.read(spec.dataset)))
         est = estimate(spec, dataset_bytes=manifest_size, device=device)
         free = psutil.virtual_memory().available * self.settings.memory_fraction
@@ -193,10 +192,10 @@ class WorkerAgent:
                 spec = self.inputs.spec(grant.job_id, grant.spec_hash)
                 device = self._device(spec)
                 self.reporter.phase("fetching inputs")
-                dataset = self.inputs.dataset(spec)
-                if not self._fits(grant.job_id, spec, device):
+                if not self._fits(grant.job_id, spec, device):  # before loading the dataset: it may be large
                     self._release(grant)
                     return UnitOutcome(**base, status="released", reason=self._unfit[grant.job_id])
+                dataset = self.inputs.dataset(spec)
                 g = self.inputs.global_checkpoint(spec, grant.inputs.checkpoint)
                 slot = self.inputs.slot_state(grant.inputs.slot_state)
                 self.reporter.unit_started(grant, spec)
@@ -218,8 +217,12 @@ class WorkerAgent:
             if e.why == "released":
                 self._release(grant)
             return UnitOutcome(**base, status=e.why, reason=e.reason)
-        except (ApiGone, ApiNotFound, ApiForbidden) as e:
-            return UnitOutcome(**base, status="lease_lost", reason=str(e.detail))
+        except (ApiGone, ApiNotFound, ApiForbidden, ApiConflict) as e:
+            if e.path.startswith(("/leases/", "/units/")):  # the lease or the unit is no longer this worker's
+                return UnitOutcome(**base, status="lease_lost", reason=str(e.detail))
+            self._release(grant)  # e.g. a blob missing from the store, or an upload refused
+            self._backoff[grant.job_id] = time.monotonic() + FAILURE_BACKOFF_S
+            return UnitOutcome(**base, status="failed", reason=str(e))
         except (InputError, ApiError, CacheError, TrainingError) as e:
             self._release(grant)
             self._backoff[grant.job_id] = time.monotonic() + FAILURE_BACKOFF_S  # do not hammer a broken job
