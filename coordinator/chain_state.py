@@ -41,7 +41,7 @@ JURY_EVENTS = {"JurorsDrawn", "VoteCommitted", "VoteRevealed", "JuryResolved", "
 def json_safe(v: Any) -> Any:
     """Decoded ABI values -> JSON: bytes as 0x-hex, integers beyond 2^53 as decimal strings."""
     if isinstance(v, (bytes, bytearray)):
-        return to_hex(bytes(v))
+        return "0x" + bytes(v).hex()  # any length: digests, signatures
     if isinstance(v, bool) or v is None or isinstance(v, str):
         return v
     if isinstance(v, int):

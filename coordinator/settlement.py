@@ -37,13 +37,19 @@ from coordinator import crud
 from coordinator.context import Context
 from coordinator.models import ChainEvent, Job, Result, Round, Unit
 from protocol.chain.client import ChainClient
-from protocol.chain.errors import TransactionReverted
+from protocol.chain.errors import ChainError, TransactionReverted
 from protocol.chain.market import MarketApi
 from protocol.hashing import from_hex, to_hex
 from protocol.merkle import MerkleTree, round_leaf
 
 log = logging.getLogger(__name__)
 CLOSED = ("complete", "quorum")
+NONCE_RETRIES = 4
+NONCE_CLASH = ("nonce too low", "nonce too high", "already known", "replacement transaction underpriced")
+
+
+class SendRejected(ChainError):
+    """The node refused a signed transaction (not a revert): nothing is on chain."""
 
 
 @dataclass(frozen=True)
@@ -152,10 +158,24 @@ class Settler:
                     self.ctx.settings.settle_retry_s)
 
     def _send(self, fn: str, *args: Any) -> str:
-        """Sign and send; returns the hash as soon as the node accepted it (estimation reverts raise)."""
-        hx = self.client.send(self.market.address, self.market.encode(fn, *args), wait=False)
-        assert isinstance(hx, str)
-        return hx
+        """Sign and send; returns the hash as soon as the node accepted it. A revert at gas
+        estimation raises the typed error (nothing was sent). A nonce clash (another process
+        sending with the same key) is retried with a fresh nonce; any other refusal by the
+        node raises SendRejected."""
+        from web3.exceptions import Web3RPCError
+
+        data = self.market.encode(fn, *args)
+        for attempt in range(NONCE_RETRIES):
+            try:
+                hx = self.client.send(self.market.address, data, wait=False)
+                assert isinstance(hx, str)
+                return hx
+            except Web3RPCError as e:  # the client re-reads the nonce on the next send
+                text = str(e).lower()
+                if attempt + 1 < NONCE_RETRIES and any(k in text for k in NONCE_CLASH):
+                    continue
+                raise SendRejected(f"the node refused the {fn} transaction: {e}") from e
+        raise AssertionError("unreachable")
 
     def _wait(self, tx_hash: str, fn: str, *args: Any) -> Any:
         replay = {"from": self.address, "to": self.market.address, "data": "0x" + self.market.encode(fn, *args).hex(),
@@ -186,11 +206,11 @@ class Settler:
             tx_hash = self._send("commitRound", *args)
             self._set(rnd.id, token, commit_tx=tx_hash)  # recorded before waiting: a crash now is reconciled later
             res = self._wait(tx_hash, "commitRound", *args)
-        except TransactionReverted as e:  # at estimation (nothing sent) or mined
+        except (TransactionReverted, SendRejected) as e:  # at estimation or refused (nothing sent), or mined
             view = self.market.get_round(job_id, round)
             if int(view["status"]) != 0:  # another sender got there first (or a retry of ours): record it
                 return self._reconcile(rep, rnd, token, view, root)
-            return self._fail(rep, rnd, token, f"commitRound reverted: {e}")
+            return self._fail(rep, rnd, token, f"commitRound failed: {e}")
         end = int(res.event("RoundCommitted").args["challengeEnd"])
         self._mark_committed(rnd, token, tx_hash, end, root, total, len(leaves))
         rep.committed.append((job_id, round, tx_hash))

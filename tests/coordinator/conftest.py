@@ -6,7 +6,9 @@
 - `db_url`: parametrized over SQLite (a file per test) and PostgreSQL.
 - `env`: the app (TestClient) on `db_url` + `redis_url` with a fresh Redis key prefix, a
   `TestOnlyStaticGateway` (stakes and chain jobs in memory; the chain itself is covered
-  by test_market_gateway.py on anvil) and the `StructuralIntake`.
+  by test_market_gateway.py and the chain tests) and the `StructuralIntake`.
+- `chain_market`: one anvil with the Market deployed for the session's chain tests
+  (indexer, job intake, settlement; tests/coordinator/chain_env.py).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import psycopg
 import pytest
@@ -30,6 +32,9 @@ from coordinator.intake import StructuralIntake
 from coordinator.models import Base
 
 from tests.coordinator.helpers import Env, free_port, make_accounts
+
+if TYPE_CHECKING:
+    from deploy.devnet import LocalMarket
 
 PG_ADMIN = os.environ.get("CROWDTRAIN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -65,6 +70,15 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.05)
         except ProcessLookupError:
             break
+
+
+@pytest.fixture(scope="session")
+def chain_market(tmp_path_factory: pytest.TempPathFactory) -> Iterator["LocalMarket"]:
+    from deploy.deploy import DeployConfig
+    from deploy.devnet import start_local_market
+
+    with start_local_market(config=DeployConfig.local(), save_dir=tmp_path_factory.mktemp("deployments")) as net:
+        yield net
 
 
 @pytest.fixture(scope="session")

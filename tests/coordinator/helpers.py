@@ -106,8 +106,8 @@ class Env:
     @classmethod
     @contextmanager
     def start(cls, settings: Settings, gateway: TestOnlyStaticGateway, intake: Intake,
-              accounts: list[LocalAccount]) -> Iterator["Env"]:
-        app = create_app(settings, gateway=gateway, intake=intake)
+              accounts: list[LocalAccount], signer: Any = None) -> Iterator["Env"]:
+        app = create_app(settings, gateway=gateway, intake=intake, signer=signer)
         with TestClient(app, raise_server_exceptions=False) as client:
             yield cls(settings, gateway, client, accounts, app)
 

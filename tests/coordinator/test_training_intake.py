@@ -131,9 +131,11 @@ def test_upload_check_mode_and_missing_dataset_is_503(settings: Settings, gatewa
 
 
 @pytest.mark.slow
-def test_closed_round_runs_the_outer_step_and_opens_the_next(
+def test_closed_rounds_run_the_outer_step_and_the_last_gives_the_final_model(
         settings: Settings, gateway: Any, packed: tuple[Path, str]) -> None:
-    """G_1 opened by the coordinator is byte-identical to training.job.run_job's G_1."""
+    """G_1 opened by the coordinator, and the final model G_2 it serves, are byte-identical to
+    training.job.run_job's; its validation loss per round is run_job's eval loss; the
+    report's training losses are the units' trace losses."""
     from training.data import load_dataset
     from training.determinism import set_determinism
     from training.job import run_job
@@ -146,15 +148,16 @@ def test_closed_round_runs_the_outer_step_and_opens_the_next(
     ds = load_dataset(root / dataset_hash, expected_hash=dataset_hash)
     set_determinism(spec.seed, spec.threads)
     g0 = initial_global_blob(spec)
-    expected = run_job(spec, ds, rounds=1, eval_batches=0)
-    with _env(settings.model_copy(update={"aggregate": True, "datasets_dir": root}), gateway, "upload_check",
-              root) as env:
+    expected = run_job(spec, ds, rounds=2, eval_batches=4)
+    with _env(settings.model_copy(update={"aggregate": True, "datasets_dir": root, "eval_batches": 4}), gateway,
+              "upload_check", root) as env:
         env.register(7, spec)
-        outputs = {}
+        outputs, losses = {}, {}
         for key in env.accounts[:2]:
             g = env.claim(key).json()
             res = run_unit(spec, ds, 0, g["unit"], g0)
             outputs[g["unit"]] = res.output_blob
+            losses[(0, g["unit"])] = [leaf.loss for leaf in res.trace.leaves]
             r = _upload_and_submit(env, key, g, res)
             assert r.status_code == 200 and r.json()["verdict"] == "accepted", r.text
         job = wait_for(lambda: (lambda j: j if j["current_round"] == 1 else None)(env.client.get("/jobs/7").json()),
@@ -164,9 +167,31 @@ def test_closed_round_runs_the_outer_step_and_opens_the_next(
         assert rounds[0]["status"] == "complete" and rounds[0]["accepted"] == 2
         g1 = env.client.get(f"/blobs/{rounds[1]['checkpoint']}").content
         assert g1 == expected.globals[1], "the coordinator's outer step differs from training.job.run_job"
-        grant = env.claim(env.accounts[0]).json()
-        assert grant["round"] == 1 and grant["inputs"]["checkpoint"] == rounds[1]["checkpoint"]
-        assert grant["inputs"]["slot_state"] == sha(slot_state_from_output(outputs[grant["unit"]]))
+        r = env.client.get("/jobs/7/model")
+        assert r.status_code == 409 and "active at round 1 of 2" in r.json()["detail"]
+        for key in env.accounts[:2]:
+            grant = env.claim(key).json()
+            assert grant["round"] == 1 and grant["inputs"]["checkpoint"] == rounds[1]["checkpoint"]
+            slot = slot_state_from_output(outputs[grant["unit"]])
+            assert grant["inputs"]["slot_state"] == sha(slot)
+            res = run_unit(spec, ds, 1, grant["unit"], g1, slot)
+            losses[(1, grant["unit"])] = [leaf.loss for leaf in res.trace.leaves]
+            r = _upload_and_submit(env, key, grant, res)
+            assert r.status_code == 200 and r.json()["verdict"] == "accepted", r.text
+        job = wait_for(lambda: (lambda j: j if j["final_model"] else None)(env.client.get("/jobs/7").json()),
+                       timeout=120)
+        assert job["status"] == "complete"
+        model = env.client.get("/jobs/7/model")
+        assert model.status_code == 200 and model.content == expected.globals[2]
+        assert model.headers["etag"] == f'"{job["final_model"]}"'
+        rounds = env.client.get("/jobs/7/rounds").json()
+        assert [r["val_loss"] for r in rounds] == pytest.approx([rec.eval_loss for rec in expected.rounds], rel=1e-6)
+        report = env.client.get("/jobs/7/report").json()
+        for rr in report["rounds"]:
+            unit_losses = [losses[(rr["round"], u["unit"])] for u in rr["unit_results"]]
+            assert rr["train_loss_first"] == pytest.approx(sum(x[0] for x in unit_losses) / 2)
+            assert rr["train_loss_last"] == pytest.approx(sum(x[-1] for x in unit_losses) / 2)
+        assert report["final_model"] == job["final_model"] and len(report["workers"]) == 2
         kinds = [e["kind"] for e in env.client.get("/events/history").json()]
-        assert "round.aggregated" in kinds and kinds.count("round.opened") == 2
+        assert kinds.count("round.aggregated") == 2 and kinds.count("round.opened") == 2 and "job.model_ready" in kinds
         env.ctx.intake.close()
