@@ -237,3 +237,10 @@ def transact_due(contract: Any, fn: str, *args: Any, gas: int = 300_000) -> TxRe
         if e.error_name not in TIME_ERRORS or contract.client.timestamp() >= int(time.time()):
             raise
         return contract.transact(fn, *args, gas=gas)
+
+
+def short_hex(h: str | None) -> str:
+    """'0x80c490a4…2d2935' for tables (`--json` outputs carry the full values); '-' for None."""
+    if not h:
+        return "-"
+    return h if len(h) <= 20 else f"{h[:10]}…{h[-6:]}"

@@ -98,7 +98,7 @@ def status(
     """Rounds, units, training loss, spend and disputes of a job."""
     from crowdtrain import owner
     from protocol import ProtocolError
-    from protocol.agentkit import fmt_amount
+    from protocol.agentkit import fmt_amount, short_hex
 
     try:
         s = _settings(config, coordinator_url=coordinator_url, rpc_url=rpc_url, deployment=deployment,
@@ -112,10 +112,10 @@ def status(
     t = Table(title="rounds")
     for col in ("round", "status", "accepted/units", "train loss (first -> last step)", "committed root", "commit tx",
                 "chain"):
-        t.add_column(col, no_wrap=col in ("committed root", "commit tx"))
+        t.add_column(col, no_wrap=True)
     for r in st.rounds:
         loss = f"{r.loss_first:.4f} -> {r.loss_last:.4f}" if r.loss_last is not None else "-"
-        t.add_row(str(r.round), r.status, f"{r.accepted}/{r.units}", loss, r.root or "-", r.commit_tx or "-",
+        t.add_row(str(r.round), r.status, f"{r.accepted}/{r.units}", loss, short_hex(r.root), short_hex(r.commit_tx),
                   r.chain_status)
     console.print(t)
     console.print(f"budget {amt(st.budget)}: committed to rounds {amt(st.committed)}, claimed by workers "
@@ -125,7 +125,8 @@ def status(
         for col in ("id", "round", "unit", "worker", "challenger", "status", "ruling"):
             d.add_column(col)
         for x in st.disputes:
-            d.add_row(str(x.dispute_id), str(x.round), str(x.unit), x.worker, x.challenger, x.status, x.ruling)
+            d.add_row(str(x.dispute_id), str(x.round), str(x.unit), short_hex(x.worker), short_hex(x.challenger),
+                      x.status, x.ruling)
         console.print(d)
     else:
         console.print("no disputes")

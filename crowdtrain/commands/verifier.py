@@ -146,7 +146,7 @@ def status(
     keystore: Keystore = None, password_file: PasswordFile = None, data_dir: DataDir = None,
 ) -> None:
     """Stake, payouts and rewards, audits, challenges and votes of this verifier."""
-    from protocol.agentkit import fmt_amount
+    from protocol.agentkit import fmt_amount, short_hex
     from protocol.chain import Role
     from verifier.state import VerifierState
 
@@ -184,8 +184,8 @@ def status(
             t.add_column(col, no_wrap=col == "tx")
         names = {0: "open", 1: "open", 2: "ruled", 3: "timed out"}
         for key, a, d in challenges:
-            t.add_row(key, str(a["dispute"]), a["worker"], names.get(int(d["status"]), str(d["status"])),
-                      str(d["ruling"]) if int(d["status"]) >= 2 else "-", a.get("tx") or "-")
+            t.add_row(key, str(a["dispute"]), short_hex(a["worker"]), names.get(int(d["status"]), str(d["status"])),
+                      str(d["ruling"]) if int(d["status"]) >= 2 else "-", short_hex(a.get("tx")))
         console.print(t)
     if state.votes:
         t = Table(title="jury votes")

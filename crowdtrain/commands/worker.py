@@ -277,9 +277,10 @@ def earnings(
     deployment: DeploymentOpt = None, market_address: MarketOpt = None, keystore: Keystore = None,
     password_file: PasswordFile = None, job: Jobs = None,
     address: Annotated[Optional[str], typer.Option(help="whose earnings (default: the key's address)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the rows as JSON (full hashes, base units)")] = False,
 ) -> None:
     """Per unit: pending, claimable, claimed or slashed, with the round root and the settling tx."""
-    from protocol.agentkit import connect_api, fmt_amount
+    from protocol.agentkit import connect_api, fmt_amount, short_hex
     from worker.earnings import earnings as compute
 
     try:
@@ -292,14 +293,22 @@ def earnings(
         dec, sym = chain.token.decimals(), chain.token.symbol()
     except _errors() as e:
         raise _fail(e) from None
+    if as_json:
+        import json
+
+        typer.echo(json.dumps([{"job_id": r.job_id, "round": r.round, "unit": r.unit, "amount": str(r.amount),
+                                "status": r.status, "detail": r.detail, "root": r.root, "commit_tx": r.commit_tx,
+                                "settle_tx": r.settle_tx, "leaf": r.leaf.leaf if r.leaf else None} for r in rows],
+                              indent=1))
+        return
     t = Table(title=f"earnings of {who}")
     for col in ("job", "round", "unit", "amount", "status", "detail", "round root", "commit tx", "claim / slash tx"):
-        t.add_column(col, no_wrap=col.endswith(("root", "tx")))
+        t.add_column(col, no_wrap=col not in ("detail",))
     totals: dict[str, int] = {}
     for r in rows:
         totals[r.status] = totals.get(r.status, 0) + r.amount
         t.add_row(str(r.job_id), str(r.round), str(r.unit), fmt_amount(r.amount, dec, sym), r.status, r.detail,
-                  r.root or "-", r.commit_tx or "-", r.settle_tx or "-")
+                  short_hex(r.root), short_hex(r.commit_tx), short_hex(r.settle_tx))
     console.print(t)
     console.print("totals: " + (", ".join(f"{k} {fmt_amount(v, dec, sym)}" for k, v in sorted(totals.items()))
                                 or "nothing yet"))
