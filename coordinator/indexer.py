@@ -31,7 +31,7 @@ from typing import Any, Callable, Protocol, Sequence, TypeVar
 import redis
 import requests
 from eth_utils import to_checksum_address
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from coordinator.chain_state import apply, event_job_id, json_safe, unapply
@@ -109,10 +109,6 @@ class PollResult:
     indexed: int = 0  # new rows stored
     removed: int = 0  # rows deleted by a reorg
     admit: set[int] = field(default_factory=set)
-
-    @property
-    def caught_up(self) -> bool:
-        return self.indexed == 0 and self.removed == 0
 
 
 class ChainIndexer:
@@ -271,8 +267,3 @@ class ChainIndexer:
 
 class _Raced(Exception):
     """The cursor moved under this indexer (another process indexed the range)."""
-
-
-def count_events(ctx: Context) -> int:
-    with ctx.sessions() as s:
-        return int(s.scalar(select(func.count()).select_from(ChainEvent)) or 0)

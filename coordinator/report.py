@@ -26,18 +26,22 @@ _LOCK = threading.Lock()
 MAX_CACHED = 100_000
 
 
-def trace_losses(ctx: Context, trace_blob: str) -> tuple[float, float, float]:
-    """(first step's loss, last step's loss, mean over steps) of a stored trace, nats/token."""
+def trace_losses(ctx: Context, trace_blob: str) -> tuple[float, float, float] | None:
+    """(first step's loss, last step's loss, mean over steps) of a stored trace, nats/token;
+    None when the blob is missing or unreadable (an accepted trace always parses)."""
     with _LOCK:
         hit = _CACHE.get(trace_blob)
     if hit is not None:
         return hit
-    from training.trace import Trace  # torch-free module
+    from training.trace import Trace, TraceError  # torch-free module
 
     data = ctx.blobs.read_bytes(trace_blob)
-    if data is None:
-        raise LookupError(f"trace blob {trace_blob} is missing from the blob store")
-    losses = [leaf.loss for leaf in Trace.from_json(data).leaves]
+    try:
+        losses = [leaf.loss for leaf in Trace.from_json(data).leaves] if data is not None else []
+    except (TraceError, UnicodeDecodeError):
+        losses = []
+    if not losses:
+        return None
     out = (losses[0], losses[-1], sum(losses) / len(losses))
     with _LOCK:
         if len(_CACHE) > MAX_CACHED:
@@ -61,10 +65,12 @@ def build_report(ctx: Context, s: Any, job: Job) -> JobReport:
     for rnd in crud.list_rounds(s, job_id=job.id):
         units, firsts, lasts, means = [], [], [], []
         for row in round_leaves(s, job=job, rnd=rnd):
-            first, last, mean = trace_losses(ctx, row.result.trace_blob)
-            firsts.append(first)
-            lasts.append(last)
-            means.append(mean)
+            summary = trace_losses(ctx, row.result.trace_blob)
+            first, last = (summary[0], summary[1]) if summary else (None, None)
+            if summary:
+                firsts.append(summary[0])
+                lasts.append(summary[1])
+                means.append(summary[2])
             committed = rnd.committed_root is not None
             leaf = to_hex(row.leaf) if committed else None
             claim = claims.get(leaf or "")

@@ -110,9 +110,9 @@ class Settler:
     def _due(self, step: str) -> list[tuple[int, int]]:
         now = self.ctx.now()
         free = or_(Round.settle_lease_until.is_(None), Round.settle_lease_until < now)
-        if step == "commit":
-            cond = and_(Round.status.in_(CLOSED), or_(Round.settle_state.is_(None),
-                                                      and_(Round.settle_state == "committing", free)))
+        if step == "commit":  # only an open chain job takes commits (finalizing needs no open job)
+            cond = and_(Round.status.in_(CLOSED), Job.chain_status == "open",
+                        or_(Round.settle_state.is_(None), and_(Round.settle_state == "committing", free)))
         else:
             cond = and_(Round.settle_state == "committed", free)
         with self.ctx.sessions() as s:
@@ -154,8 +154,10 @@ class Settler:
             if changed.rowcount == 1 and rnd.settle_error != message:
                 tx.emit("round.settle_failed", rnd.job_id, {"round": rnd.round, "error": message}, now=now)
         rep.errors.append(f"job {rnd.job_id} round {rnd.round}: {message}")
-        log.warning("settlement of job %s round %s failed: %s (retrying in %.0f s)", rnd.job_id, rnd.round, message,
-                    self.ctx.settings.settle_retry_s)
+        # the same failure every retry is logged once (it stays in settle_error and the round's view)
+        log.log(logging.WARNING if rnd.settle_error != message else logging.DEBUG,
+                "settlement of job %s round %s failed: %s (retrying every %.0f s)", rnd.job_id, rnd.round, message,
+                self.ctx.settings.settle_retry_s)
 
     def _send(self, fn: str, *args: Any) -> str:
         """Sign and send; returns the hash as soon as the node accepted it. A revert at gas

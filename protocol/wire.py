@@ -244,8 +244,9 @@ class ReportUnit(_Wire):
     result_id: int
     result_hash: Hash32
     leaf: Hash32 | None = Field(description="round leaf hash; null until the round is committed")
-    loss_first: float = Field(description="training loss of the unit's first inner step (from its trace), nats/token")
-    loss_last: float = Field(description="training loss of its last inner step, nats/token")
+    loss_first: float | None = Field(description="training loss of the unit's first inner step (from its trace), "
+                                     "nats/token; null when the trace blob is unreadable")
+    loss_last: float | None = Field(description="training loss of its last inner step, nats/token")
     revoked_by_dispute: int | None
     claim_tx: Hash32 | None = Field(description="the indexed Claimed transaction paying this leaf")
 
