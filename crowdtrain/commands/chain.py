@@ -156,21 +156,19 @@ def deploy_cmd(
 
 
 def demo(
-    keep_running: Annotated[bool, typer.Option("--keep-running", help="leave the chain up until Ctrl-C")] = False,
-    port: Annotated[int, typer.Option(help="RPC port (0 = any free port)")] = 0,
+    keep_running: Annotated[bool, typer.Option("--keep-running", help="leave the chain and coordinator up until Ctrl-C")] = False,
+    port: Annotated[int, typer.Option(help="anvil RPC port (0 = any free port)")] = 0,
+    spec: Annotated[Optional[Path], typer.Option(help="job spec TOML (default examples/tiny-mlp.toml; "
+                                                      "examples/demo.toml = the small GPT)")] = None,
+    challenge_window: Annotated[int, typer.Option(help="seconds per round verifiers may challenge")] = 10,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the job to complete")] = 600.0,
 ) -> None:
-    """Bring up a local chain, deploy the market, show the funded dev accounts."""
-    from deploy.devnet import start_local_market
+    """The whole market end to end: chain, coordinator, owner, 2 workers, a verifier; claims, download, close."""
+    from crowdtrain.demo import DemoConfig, run_demo
 
     console.rule("[bold]crowdtrain demo")
-    try:
-        net = start_local_market(port=port, log=lambda m: console.print(f"  {m}", soft_wrap=True))
-    except (ProtocolError, DeployError) as e:
-        raise _fail(e) from None
-    with net:
-        print_deployment(net.deployment)
-        print_dev_accounts(net)
-        if keep_running:
-            _wait_for_interrupt(net)
-        else:
-            console.print(f"[green]done[/]: chain at {net.rpc_url} stopped (use --keep-running to leave it up)")
+    cfg = DemoConfig(port=port, keep_running=keep_running, challenge_window_s=challenge_window, timeout_s=timeout,
+                     **({"spec": spec.resolve()} if spec is not None else {}))
+    code = run_demo(cfg, console)
+    if code:
+        raise typer.Exit(code)
