@@ -17,7 +17,7 @@ import statistics
 import time
 import tomllib
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from rich.console import Console
 
@@ -92,11 +92,23 @@ def common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    """(wall seconds, result) of one call."""
-    t0 = time.perf_counter()
+class Clock(NamedTuple):
+    """Seconds one call took: `wall` (perf_counter) and `cpu` (this process's CPU time, all threads).
+
+    On a machine other jobs share, wall time also counts the time spent waiting for a core;
+    CPU time does not, so with 1 torch thread it is what the call would take on an idle
+    machine (cache and memory-bandwidth contention still leak in).
+    """
+
+    wall: float
+    cpu: float
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Clock, Any]:
+    """(Clock, result) of one call of `fn`."""
+    c0, t0 = time.process_time(), time.perf_counter()
     out = fn()
-    return time.perf_counter() - t0, out
+    return Clock(time.perf_counter() - t0, time.process_time() - c0), out
 
 
 def median(xs: list[float]) -> float:

@@ -152,9 +152,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     set_determinism(spec.seed, threads)
     units = LeanUnits(spec)
-    t_diloco, run = timed(lambda: run_job(spec, ds, eval_batches=a.eval_batches, unit_fn=units, on_round=on_round))
+    (t_diloco, _), run = timed(lambda: run_job(spec, ds, eval_batches=a.eval_batches, unit_fn=units, on_round=on_round))
     set_determinism(spec.seed, threads)
-    t_dp, dp = timed(lambda: run_dp(spec, ds, evals))
+    (t_dp, _), dp = timed(lambda: run_dp(spec, ds, evals))
     diloco = [run.initial_eval_loss] + [rec.eval_loss for rec in run.rounds]
     steps = [r * H for r in range(R + 1)]
 

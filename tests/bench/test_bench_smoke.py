@@ -54,9 +54,9 @@ def test_overhead_quick(data: str) -> None:
     out = load("train_overhead").main(["--quick", "--data", data])
     assert out["same_output"]                                       # the baseline trains the same thing
     assert len(out["baseline"]) == len(out["recorded"]) == 2
-    assert all(t > 0 for t in out["baseline"] + out["recorded"] + out["record_part"])
-    assert all(p < r for p, r in zip(out["record_part"], out["recorded"]))
-    assert 0 < out["ratio"] < math.inf
+    assert all(c.wall > 0 and c.cpu > 0 for c in out["baseline"] + out["recorded"])
+    assert all(0 < p < r.wall for p, r in zip(out["record_part"], out["recorded"]))
+    assert 0 < out["ratio"] < math.inf and 0 < out["ratio_wall"] < math.inf
     assert len(out["pieces"]) == 4 and all(t > 0 for t in out["pieces"].values())
     assert out["snapshots"] == 3 and out["snapshot_bytes"] > 0          # S_0, S_5, S_10 of a 10-step unit
 
@@ -65,6 +65,7 @@ def test_verify_quick(data: str) -> None:
     out = load("train_verify").main(["--quick", "--data", data])
     assert out["accepted"] == out["seeds"] == 3                     # honest work is never rejected
     assert all(out["k"] <= n <= out["m"] * out["k"] for n in out["replayed"])
-    assert 0 < out["ratio"] < math.inf
+    assert len(out["train"]) == len(out["verify"]) == 3
+    assert 0 < out["ratio"] < math.inf and 0 < out["ratio_wall"] < math.inf
     assert out["detection"] == {0.1: pytest.approx(0.19), 0.25: pytest.approx(0.4375), 0.5: 0.75, 1.0: 1.0}
     assert out["expected_fraction"] == pytest.approx(0.75)          # n=2 segments, m=2: 1.5 distinct of 2
