@@ -31,6 +31,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 OWNER, COORD, WORKERS, VERIFIER = 1, 2, (3, 4), 5
 TX_RE = re.compile(r"0x[0-9a-fA-F]{64}")
+CLAIM_RE = re.compile(r"^\s+claimed .* in tx (0x[0-9a-fA-F]{64})", re.MULTILINE)  # worker claim's per-unit lines
 
 
 class DemoError(RuntimeError):
@@ -206,7 +207,6 @@ class Demo:
             self.cli(f"stake-worker-{who}", who, ["worker", "stake", *self.chain_args()])
         self.cli(f"stake-verifier-{VERIFIER}", VERIFIER, ["verifier", "stake", *self.chain_args()])
         self.say("2 workers and 1 verifier staked")
-        owner_before = tok.balance_of(self.address(OWNER))
         out = self.cli("job-post", OWNER, ["job", "post", str(spec), "--dataset", str(ds_dir), "--challenge-window",
                                            str(self.cfg.challenge_window_s), *self.common()])
         job_id = next(int(ln.split()[1]) for ln in out.splitlines() if ln.startswith("job ") and "registered" in ln)
@@ -220,6 +220,7 @@ class Demo:
                                           "--poll-interval", "0.5"])
         self.say("workers and verifier running")
         self.follow(job_id)
+        self.console.print()
         self.say(f"job {job_id} complete; waiting for the challenge windows to close")
         rounds = self.get(f"/jobs/{job_id}/rounds")
         self.wait_for(lambda: all(int(market.get_round(job_id, r["round"])["challengeEnd"]) + 2 <= time.time()
@@ -231,7 +232,7 @@ class Demo:
         for i, who in enumerate(WORKERS):
             before = tok.balance_of(self.address(who))
             out = self.cli(f"claim-worker-{i + 1}", who, ["worker", "claim", *self.common(), "--job", str(job_id)])
-            earnings[who] = (tok.balance_of(self.address(who)) - before, TX_RE.findall(out))
+            earnings[who] = (tok.balance_of(self.address(who)) - before, CLAIM_RE.findall(out))
         self.say("workers claimed")
         dl = self.tmp / "download"
         self.cli("job-download", OWNER, ["job", "download", str(job_id), "--out", str(dl), *self.common()])
@@ -240,7 +241,8 @@ class Demo:
         refund = tok.balance_of(self.address(OWNER)) - before
         close_tx = (TX_RE.findall(out) or ["?"])[-1]
         self.say("model downloaded, job closed")
-        self.summary(job_id, dl, accepted, earnings, refund, close_tx, owner_before - budget + refund)
+        val = {r["round"]: r.get("val_loss") for r in self.get(f"/jobs/{job_id}/rounds")}
+        self.summary(job_id, dl, accepted, earnings, refund, close_tx, val)
 
     def follow(self, job_id: int) -> None:
         """A live table of rounds until the coordinator reports the job complete."""
@@ -287,7 +289,7 @@ class Demo:
         return out
 
     def summary(self, job_id: int, dl: Path, accepted: dict[str, int], earnings: dict[int, tuple[int, list[str]]],
-                refund: int, close_tx: str, owner_net: int) -> None:
+                refund: int, close_tx: str, val: dict[int, float | None]) -> None:
         report = json.loads((dl / "report.json").read_text())
         t = Table(title=f"job {job_id}: loss per round")
         for c in ("round", "first loss", "last loss", "val loss"):
@@ -295,16 +297,21 @@ class Demo:
         for r in report.get("rounds", []):
             def f(k: str) -> str:
                 return f"{r[k]:.4f}" if isinstance(r.get(k), (int, float)) else "-"
-            t.add_row(str(r.get("round", "?")), f("loss_first"), f("loss_last"), f("val_loss"))
+            v = val.get(r.get("round", -1))
+            t.add_row(str(r.get("round", "?")), f("loss_first"), f("loss_last"), "-" if v is None else f"{v:.4f}")
         self.console.print(t)
         w = Table(title="workers")
-        for c in ("worker", "address", "accepted units", "earned (token units)", "claim txs"):
-            w.add_column(c, no_wrap=c != "claim txs")
+        for c in ("worker", "address", "accepted", "earned", "claims"):
+            w.add_column(c, no_wrap=True)
         for i, who in enumerate(WORKERS):
             gained, txs = earnings[who]
-            w.add_row(f"worker-{i + 1}", self.address(who), str(accepted.get(self.address(who), 0)), str(gained),
-                      "\n".join(txs) or "-")
+            a = self.address(who)
+            w.add_row(f"worker-{i + 1}", f"{a[:8]}..{a[-4:]}", str(accepted.get(a, 0)), str(gained), str(len(txs)))
         self.console.print(w)
+        self.console.print("earnings in the token's base units")
+        for i, who in enumerate(WORKERS):
+            for tx in earnings[who][1]:
+                self.console.print(f"  worker-{i + 1} claim tx {tx}", soft_wrap=True)
         first, last = report["rounds"][0].get("loss_first"), report["rounds"][-1].get("loss_last")
         self.console.print(f"rounds: {len(report['rounds'])}; training loss {first:.4f} -> {last:.4f}")
         self.console.print(f"owner refund: {refund} token units (closeJob tx {close_tx})", soft_wrap=True)
