@@ -11,7 +11,9 @@ real unit runner, trace and snapshots included; outer Nesterov SGD from the spec
 defaults lr 0.7, momentum 0.9). DP: what all-reduce DP over K workers computes, one model
 trained with the K unit batches of step (r, i) concatenated (batch K*B) for the same
 T = R*H steps, with the same `Trainer.step` (AdamW, clip, cosine schedule `lr_at`) and the
-same G_0. Both evaluate on the same held-out batches at every round boundary.
+same G_0. Both evaluate on the same held-out batches at every round boundary. For scale,
+a third curve trains a single worker on unit 0's batches alone (batch B, 1/K of the samples):
+DiLoCo should land between it and DP.
 
 Bytes (fp32 payloads, headers ignored, both directions counted alike):
     DP      every step each of K workers sends its gradient (P floats) and receives the
@@ -52,17 +54,22 @@ def val_batches(spec: JobSpec, ds: Dataset, n: int) -> list[torch.Tensor]:
     return [ds.val_batch(j, batch_size=spec.batch_size, seq_len=spec.seq_len) for j in range(n)]
 
 
-def run_dp(spec: JobSpec, ds: Dataset, evals: list[torch.Tensor]) -> list[float]:
-    """Synchronous DP baseline; val loss at steps 0, H, 2H, ..., R*H (nats/token)."""
+def run_sync(spec: JobSpec, ds: Dataset, evals: list[torch.Tensor], units: int, label: str) -> list[float]:
+    """One model trained on the batches of units 0..units-1 concatenated, for R*H steps.
+
+    units = K: the synchronous DP baseline (batch K*B); units = 1: a single worker on unit
+    0's data alone (batch B, a quarter of the samples when K = 4). Returns the val loss at
+    steps 0, H, 2H, ..., R*H (nats/token).
+    """
     tr = Trainer(spec)
     tr.load_state(start_state(spec, initial_global_blob(spec), None))
     curve = [tr.evaluate(evals)]
     for r in range(spec.rounds):
         for i in range(spec.inner_steps):
-            tokens = torch.cat([batch_for(spec, ds, r, k, i) for k in range(spec.units_per_round)])
+            tokens = torch.cat([batch_for(spec, ds, r, k, i) for k in range(units)])
             tr.step(tokens, lr_at(spec, r, i))
         curve.append(tr.evaluate(evals))
-        console.print(f"  DP      step {(r + 1) * spec.inner_steps:5d}  val {curve[-1]:.4f}")
+        console.print(f"  {label:9s}step {(r + 1) * spec.inner_steps:5d}  val {curve[-1]:.4f}")
     return curve
 
 
@@ -83,7 +90,7 @@ class LeanUnits:
         return replace(res, snapshots={})
 
 
-def plot(path: Path, steps: list[int], diloco: list[float], dp: list[float], title: str) -> str:
+def plot(path: Path, steps: list[int], diloco: list[float], dp: list[float], one: list[float], title: str) -> str:
     """Write the two curves as a PNG; returns a line saying where (or why not)."""
     try:
         import matplotlib
@@ -95,11 +102,12 @@ def plot(path: Path, steps: list[int], diloco: list[float], dp: list[float], tit
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     ax.plot(steps, dp, label="synchronous DP (batch K*B)", marker=".")
     ax.plot(steps, diloco, label="DiLoCo (K units, H inner steps)", marker=".")
+    ax.plot(steps, one, label="1 worker (batch B, 1/K of the samples)", linestyle="--", color="gray")
     ax.set_xlabel("inner step t = r*H + i (step 0 is off the chart)")
     ax.set_ylabel("validation loss (nats/byte)")
     ax.set_title(title, fontsize=9)
-    top = max(dp[1:] + diloco[1:]) if len(steps) > 1 else dp[0]  # step 0 (~ln 256) would flatten the rest
-    ax.set_ylim(min(dp + diloco) - 0.05, top + 0.1)
+    top = max(dp[1:] + diloco[1:] + one[1:]) if len(steps) > 1 else dp[0]  # step 0 (~ln 256) flattens the rest
+    ax.set_ylim(min(dp + diloco + one) - 0.05, top + 0.1)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -148,23 +156,25 @@ def main(argv: list[str] | None = None) -> dict:
     evals = val_batches(spec, ds, a.eval_batches)
 
     def on_round(rec: RoundRecord) -> None:
-        console.print(f"  DiLoCo  step {(rec.round + 1) * H:5d}  val {rec.eval_loss:.4f}  ({rec.seconds:.1f} s)")
+        console.print(f"  DiLoCo   step {(rec.round + 1) * H:5d}  val {rec.eval_loss:.4f}  ({rec.seconds:.1f} s)")
 
     set_determinism(spec.seed, threads)
     units = LeanUnits(spec)
     (t_diloco, _), run = timed(lambda: run_job(spec, ds, eval_batches=a.eval_batches, unit_fn=units, on_round=on_round))
     set_determinism(spec.seed, threads)
-    (t_dp, _), dp = timed(lambda: run_dp(spec, ds, evals))
+    (t_dp, _), dp = timed(lambda: run_sync(spec, ds, evals, K, "DP"))
+    set_determinism(spec.seed, threads)
+    one = run_sync(spec, ds, evals, 1, "1 worker")
     diloco = [run.initial_eval_loss] + [rec.eval_loss for rec in run.rounds]
     steps = [r * H for r in range(R + 1)]
 
     t = Table(title=f"validation loss (nats/byte, {a.eval_batches} held-out batches of {B}x{spec.seq_len})")
-    for col in ("inner step", "DiLoCo", "sync DP", "DiLoCo / DP"):
+    for col in ("inner step", "DiLoCo", "sync DP", "DiLoCo / DP", "1 worker, batch B", "1 worker / DP"):
         t.add_column(col, justify="right")
-    for s, x, y in zip(steps, diloco, dp):
-        t.add_row(str(s), f"{x:.4f}", f"{y:.4f}", f"{x / y:.3f}")
+    for s, x, y, z in zip(steps, diloco, dp, one):
+        t.add_row(str(s), f"{x:.4f}", f"{y:.4f}", f"{x / y:.3f}", f"{z:.4f}", f"{z / y:.3f}")
     console.print(t)
-    console.print(plot(a.png, steps, diloco, dp, f"demo GPT, K={K}, H={H}, R={R}, same samples"))
+    console.print(plot(a.png, steps, diloco, dp, one, f"demo GPT, K={K}, H={H}, R={R}, same samples"))
     if a.quick or "matplotlib" not in sys.modules:
         console.print(ascii_chart(steps, diloco, dp))
 
@@ -186,7 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
     console.print("bytes: fp32 payloads; DP = T*K*(send grad + receive averaged grad); DiLoCo = R*K*(send "
                   "pseudo-gradient + receive global model); as built = G_r + slot state down, output blob + "
                   "snapshots + trace up, per unit")
-    return {"params": P, "steps": steps, "diloco": diloco, "dp": dp, "loss_ratio": loss_ratio,
+    return {"params": P, "steps": steps, "diloco": diloco, "dp": dp, "single": one, "loss_ratio": loss_ratio,
             "bytes_dp": bytes_dp, "bytes_diloco": bytes_diloco, "bytes_ratio": bytes_ratio,
             "bytes_protocol": proto, "seconds": {"diloco": t_diloco, "dp": t_dp},
             "finite": all(math.isfinite(v) for v in diloco + dp)}

@@ -40,8 +40,8 @@ def test_quality_quick(data: str, tmp_path: Path) -> None:
     out = load("train_quality").main(["--quick", "--data", data, "--png", str(png)])
     H = out["steps"][1]
     assert out["steps"] == [0, H, 2 * H] and out["finite"]
-    assert len(out["diloco"]) == len(out["dp"]) == 3
-    assert out["diloco"][0] == pytest.approx(out["dp"][0])          # same G_0, same held-out batches
+    assert len(out["diloco"]) == len(out["dp"]) == len(out["single"]) == 3
+    assert out["diloco"][0] == pytest.approx(out["dp"][0]) == out["single"][0]  # same G_0, same held-out batches
     assert out["diloco"][0] == pytest.approx(math.log(256), abs=0.2)  # untrained byte model ~ uniform
     assert out["diloco"][-1] < out["diloco"][0] and out["dp"][-1] < out["dp"][0]
     assert out["loss_ratio"] == pytest.approx(out["diloco"][-1] / out["dp"][-1])
