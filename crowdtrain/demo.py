@@ -101,6 +101,7 @@ class Demo:
         self.net: Any = None
         self.url = ""
         self.t0 = time.monotonic()
+        self.money: Callable[[int], str] = str  # token amount -> text; set once the chain is up
 
     # ---- helpers ---------------------------------------------------------------------
     def say(self, msg: str) -> None:
@@ -197,6 +198,7 @@ class Demo:
         return spec, ds_dir
 
     def run(self) -> None:
+        from protocol.agentkit import fmt_amount
         from protocol.chain import ChainClient
 
         self.bring_up()
@@ -242,6 +244,8 @@ class Demo:
         close_tx = (TX_RE.findall(out) or ["?"])[-1]
         self.say("model downloaded, job closed")
         val = {r["round"]: r.get("val_loss") for r in self.get(f"/jobs/{job_id}/rounds")}
+        dec, sym = tok.decimals(), tok.symbol()
+        self.money = lambda v: fmt_amount(v, dec, sym)
         self.summary(job_id, dl, accepted, earnings, refund, close_tx, val)
 
     def follow(self, job_id: int) -> None:
@@ -306,15 +310,15 @@ class Demo:
         for i, who in enumerate(WORKERS):
             gained, txs = earnings[who]
             a = self.address(who)
-            w.add_row(f"worker-{i + 1}", f"{a[:8]}..{a[-4:]}", str(accepted.get(a, 0)), str(gained), str(len(txs)))
+            w.add_row(f"worker-{i + 1}", f"{a[:8]}..{a[-4:]}", str(accepted.get(a, 0)), self.money(gained),
+                      str(len(txs)))
         self.console.print(w)
-        self.console.print("earnings in the token's base units")
         for i, who in enumerate(WORKERS):
             for tx in earnings[who][1]:
                 self.console.print(f"  worker-{i + 1} claim tx {tx}", soft_wrap=True)
         first, last = report["rounds"][0].get("loss_first"), report["rounds"][-1].get("loss_last")
         self.console.print(f"rounds: {len(report['rounds'])}; training loss {first:.4f} -> {last:.4f}")
-        self.console.print(f"owner refund: {refund} token units (closeJob tx {close_tx})", soft_wrap=True)
+        self.console.print(f"owner refund: {self.money(refund)} (closeJob tx {close_tx})", soft_wrap=True)
         self.console.print(f"model: {dl / 'model.safetensors'}\nreport: {dl / 'report.json'}\nlogs: {self.logs}",
                            soft_wrap=True)
 

@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -22,11 +23,12 @@ def test_demo_runs_the_market_end_to_end() -> None:
     assert r.returncode == 0, out[-6000:]
     assert "demo complete" in out and "all processes stopped" in out, out[-3000:]
     assert re.search(r"job 1 posted", out) and "workers claimed" in out, out[-3000:]
-    # both workers were paid for what they did: 4 units between them, 1000 base units each (tiny-mlp.toml)
-    rows = re.findall(r"worker-(\d)\s+│\s+\S+\s+│\s+(\d+)\s+│\s+(\d+)\s+│\s+(\d+)", out)
+    # both workers were paid for what they did: 4 units between them, 1000 base units each (tiny-mlp.toml,
+    # an 18-decimal token)
+    rows = re.findall(r"worker-(\d)\s+│\s+\S+\s+│\s+(\d+)\s+│\s+([\d.,]+) CTT\s+│\s+(\d+)", out)
     assert len(rows) == 2, out[-3000:]
     assert sum(int(acc) for _, acc, _, _ in rows) == 4
-    assert all(int(earned) == 1000 * int(acc) for _, acc, earned, _ in rows), rows
+    assert all(Decimal(earned) * 10**18 == 1000 * int(acc) for _, acc, earned, _ in rows), rows
     assert len(re.findall(r"worker-\d claim tx 0x[0-9a-fA-F]{64}", out)) == 4
     # the training loss falls and the owner holds the model and report
     m = re.search(r"training loss (\d+\.\d+) -> (\d+\.\d+)", out)
@@ -34,4 +36,4 @@ def test_demo_runs_the_market_end_to_end() -> None:
     model = Path(re.search(r"model: (\S+)", out).group(1))  # type: ignore[union-attr]
     report = Path(re.search(r"report: (\S+)", out).group(1))  # type: ignore[union-attr]
     assert model.stat().st_size > 0 and report.stat().st_size > 0
-    assert "owner refund: 0 token units (closeJob tx 0x" in out
+    assert "owner refund: 0 CTT (closeJob tx 0x" in out
