@@ -274,7 +274,7 @@ class Settler:
                 tx_hash = self._send("finalizeRound", job_id, round)
                 self._set(rnd.id, token, finalize_tx=tx_hash)
                 self._wait(tx_hash, "finalizeRound", job_id, round)
-            except TransactionReverted as e:
+            except (TransactionReverted, SendRejected) as e:
                 if int(self.market.get_round(job_id, round)["status"]) != 2:  # not finalized by anyone: wait
                     self._set(rnd.id, token, settle_owner=None, settle_lease_until=None, finalize_tx=None)
                     rep.waiting.append(f"job {job_id} round {round}: finalizeRound reverted: {e}")
@@ -309,7 +309,7 @@ class Settler:
                 try:
                     tx_hash = self._send("completeJob", job_id)
                     self._wait(tx_hash, "completeJob", job_id)
-                except TransactionReverted as e:
+                except (TransactionReverted, SendRejected) as e:
                     if int(self.market.get_job(job_id)["status"]) == 1:
                         rep.errors.append(f"job {job_id}: completeJob reverted: {e}")
                         log.warning("completeJob of job %s reverted: %s", job_id, e)
