@@ -144,8 +144,8 @@ class Demo:
         return r.json()
 
     def check_alive(self) -> None:
-        for p in self.procs:
-            if not p.alive():
+        for p in self.procs:  # an agent that finished its work cleanly (exit 0) is no failure
+            if not p.alive() and (p.p.returncode != 0 or p.name == "coordinator"):
                 raise DemoError(f"{p.name} exited (code {p.p.returncode}); log {p.log}:\n{tail(p.log)}")
 
     def wait_for(self, pred: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -330,7 +330,8 @@ def _raise_interrupt(*_: object) -> None:
 def run_demo(cfg: DemoConfig, console: Console | None = None) -> int:
     """Run the demo; 0 on success, 1 on a failed step (its log tail printed), 130 on Ctrl-C."""
     console = console or Console()
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill PID` stops everything cleanly too
+    signal.signal(signal.SIGINT, _raise_interrupt)  # also when started in the background (SIGINT ignored)
     demo = Demo(cfg, console)
     code = 0
     try:
@@ -339,9 +340,12 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> int:
         if cfg.keep_running:
             for p in [p for p in demo.procs if p.name != "coordinator"]:
                 p.stop()
-            console.print(f"chain {demo.net.rpc_url} and coordinator {demo.url} left up (Ctrl-C to stop)")
-            while all(p.alive() for p in demo.procs):
+                demo.procs.remove(p)
+            console.print(f"chain {demo.net.rpc_url} and coordinator {demo.url} left up (Ctrl-C to stop)",
+                          soft_wrap=True)
+            while all(p.alive() for p in demo.procs) and demo.net.chain.proc.poll() is None:
                 time.sleep(0.5)
+            console.print("[red]the chain or the coordinator exited[/]")
     except DemoError as e:
         console.print("[bold red]demo failed:[/]")
         console.print(str(e), soft_wrap=True, markup=False, highlight=False)

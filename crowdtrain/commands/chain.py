@@ -158,7 +158,7 @@ def deploy_cmd(
 def demo(
     keep_running: Annotated[bool, typer.Option("--keep-running", help="leave the chain and coordinator up until Ctrl-C")] = False,
     port: Annotated[int, typer.Option(help="anvil RPC port (0 = any free port)")] = 0,
-    spec: Annotated[Optional[Path], typer.Option(help="job spec TOML (default examples/tiny-mlp.toml; "
+    spec: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="job spec TOML (default examples/tiny-mlp.toml; "
                                                       "examples/demo.toml = the small GPT)")] = None,
     challenge_window: Annotated[int, typer.Option(help="seconds per round verifiers may challenge")] = 10,
     timeout: Annotated[float, typer.Option(help="seconds to wait for the job to complete")] = 600.0,
