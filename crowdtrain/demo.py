@@ -205,6 +205,8 @@ class Demo:
         spec, ds_dir = self.prepare_spec()
         reader = ChainClient(self.net.rpc_url, deployment=self.net.deployment)
         tok, market = reader.token, reader.market
+        dec, sym = tok.decimals(), tok.symbol()
+        self.money = lambda v: fmt_amount(v, dec, sym)
         for who in WORKERS:
             self.cli(f"stake-worker-{who}", who, ["worker", "stake", *self.chain_args()])
         self.cli(f"stake-verifier-{VERIFIER}", VERIFIER, ["verifier", "stake", *self.chain_args()])
@@ -213,7 +215,7 @@ class Demo:
                                            str(self.cfg.challenge_window_s), *self.common()])
         job_id = next(int(ln.split()[1]) for ln in out.splitlines() if ln.startswith("job ") and "registered" in ln)
         budget = int(market.get_job(job_id)["escrow"])
-        self.say(f"job {job_id} posted ({spec.name}), escrow {budget} token units")
+        self.say(f"job {job_id} posted ({spec.name}), escrow {self.money(budget)}")
         for i, who in enumerate(WORKERS):
             self.start(f"worker-{i + 1}", who, ["worker", "run", *self.common(), "--data-dir",
                                                 str(self.tmp / f"worker-{i + 1}"), "--job", str(job_id),
@@ -244,8 +246,6 @@ class Demo:
         close_tx = (TX_RE.findall(out) or ["?"])[-1]
         self.say("model downloaded, job closed")
         val = {r["round"]: r.get("val_loss") for r in self.get(f"/jobs/{job_id}/rounds")}
-        dec, sym = tok.decimals(), tok.symbol()
-        self.money = lambda v: fmt_amount(v, dec, sym)
         self.summary(job_id, dl, accepted, earnings, refund, close_tx, val)
 
     def follow(self, job_id: int) -> None:
@@ -347,7 +347,7 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> int:
                 time.sleep(0.5)
             console.print("[red]the chain or the coordinator exited[/]")
     except DemoError as e:
-        console.print("[bold red]demo failed:[/]")
+        console.print("\n[bold red]demo failed:[/]")
         console.print(str(e), soft_wrap=True, markup=False, highlight=False)
         code = 1
     except KeyboardInterrupt:
