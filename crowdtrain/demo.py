@@ -174,6 +174,10 @@ class Demo:
         self.say(f"working directory {self.tmp} (logs in {self.logs})")
         self.net = start_local_market(port=self.cfg.port, save_dir=self.tmp / "deployments")
         self.say(f"anvil at {self.net.rpc_url}; Market {self.net.deployment.address('Market')}")
+        from crowdtrain.commands.chain import print_deployment, print_dev_accounts  # the same tables as `chain up`
+
+        print_deployment(self.net.deployment)
+        print_dev_accounts(self.net, show_keys=False)
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         coord_env = {"CROWDTRAIN_COORD_PRIVATE_KEY": self.net.dev_accounts[COORD].private_key,

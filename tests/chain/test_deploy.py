@@ -86,12 +86,3 @@ def test_non_local_chain_needs_a_token(tmp_path: Path) -> None:
         assert set(dep.contracts) == {"Token", "Market", "JuryArbiter"} and dep.contracts["Token"].tx_hash is None
         assert ChainClient(other.rpc_url, deployment=Deployment.for_chain(11155111, tmp_path)).market.params()[
             "minWorkerStake"] == 100 * 10**6
-
-
-def test_demo_brings_up_and_stops_a_chain(tmp_path: Path) -> None:
-    res = CliRunner().invoke(app, ["demo"], env={"CROWDTRAIN_DEPLOYMENTS_DIR": str(tmp_path)})
-    assert res.exit_code == 0, res.output
-    dep = Deployment.load(tmp_path / "31337.json")
-    assert dep.address("Market") in res.output and "PUBLIC anvil test keys" in res.output
-    assert "1,000,000" in res.output  # every dev account funded with test tokens
-    assert "stopped" in res.output

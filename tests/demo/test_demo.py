@@ -22,6 +22,7 @@ def test_demo_runs_the_market_end_to_end() -> None:
     out = r.stdout
     assert r.returncode == 0, out[-6000:]
     assert "demo complete" in out and "all processes stopped" in out, out[-3000:]
+    assert "Market" in out and "1,000,000" in out  # the deployment and the funded dev accounts
     assert re.search(r"job 1 posted", out) and "workers claimed" in out, out[-3000:]
     # both workers were paid for what they did: 4 units between them, 1000 base units each (tiny-mlp.toml,
     # an 18-decimal token)
