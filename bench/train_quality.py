@@ -136,6 +136,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--inner-steps", type=int, default=None, help="H (default: the spec's, 50 for the demo)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads, pinned (default 2 = this machine's cores; 1 with --quick)")
+    p.add_argument("--batch-size", type=int, default=None, help="B per unit (default: the spec's, 16); DP uses K*B")
+    p.add_argument("--inner-lr", type=float, default=None, help="AdamW peak lr for both methods (default: the spec's)")
+    p.add_argument("--outer-lr", type=float, default=None, help="DiLoCo outer lr (default: the spec's)")
+    p.add_argument("--outer-momentum", type=float, default=None, help="DiLoCo outer Nesterov momentum (default: the spec's)")
     p.add_argument("--eval-batches", type=int, default=32, help="held-out batches per evaluation")
     p.add_argument("--png", type=Path, default=BENCH_OUT / "train_quality.png")
     a = p.parse_args(argv)
@@ -144,6 +148,13 @@ def main(argv: list[str] | None = None) -> dict:
     over = {"units_per_round": a.units, "threads": threads}
     if a.inner_steps:
         over["inner_steps"] = a.inner_steps
+    if a.batch_size:
+        over["batch_size"] = a.batch_size
+    if a.inner_lr is not None:
+        over["inner_optimizer"] = {"lr": a.inner_lr}
+    outer = {k: v for k, v in (("lr", a.outer_lr), ("momentum", a.outer_momentum)) if v is not None}
+    if outer:
+        over["outer_optimizer"] = outer
     if not a.quick:
         over["rounds"] = a.rounds
     spec = demo_spec(ds, over, quick=a.quick)
