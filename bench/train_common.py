@@ -54,12 +54,14 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def demo_spec(dataset: Dataset, overrides: dict[str, Any] | None = None, *, quick: bool = False) -> JobSpec:
-    """examples/demo.toml + (quick overrides) + `overrides`, bound to `dataset`'s hash."""
+def demo_spec(dataset: Dataset, overrides: dict[str, Any] | None = None, *, quick: bool = False,
+              sets: list[str] | None = None) -> JobSpec:
+    """examples/demo.toml + (quick overrides) + `overrides` + `--set` items, bound to `dataset`'s hash."""
     data = tomllib.loads(DEMO_TOML.read_text(encoding="utf-8"))
     if quick:
         data = deep_merge(data, QUICK_OVERRIDES)
     data = deep_merge(data, overrides or {})
+    data = deep_merge(data, parse_sets(sets or []))
     demo_hash = data["dataset"]
     data["dataset"] = to_hex(dataset.hash)
     if not quick and data["dataset"] != demo_hash.lower():
@@ -85,8 +87,34 @@ def ensure_dataset(path: Path | None, *, quick: bool) -> Dataset:
     return load_dataset(path)
 
 
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """`--set a.b=VALUE` overrides as a nested dict; VALUE is a TOML value (a bare word is a string).
+
+    >>> parse_sets(["model.n_embd=256", "inner_optimizer.betas=[0.9, 0.99]"])
+    {'model': {'n_embd': 256}, 'inner_optimizer': {'betas': [0.9, 0.99]}}
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE with a dotted spec key, e.g. model.n_embd=256")
+        try:
+            val = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            val = raw.strip()
+        *parents, leaf = key.strip().split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = val
+    return out
+
+
 def common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="tiny model and data; a smoke run, not a figure")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any spec field of examples/demo.toml (dotted key, TOML value), "
+                             "e.g. --set model.n_embd=256; repeatable")
     parser.add_argument("--data", type=Path, default=None,
                         help=f"packed dataset directory (packed if missing; default {DEFAULT_DATA.relative_to(REPO)})")
     return parser

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
     over = {key: val for key, val in over.items() if val}
     if a.snapshot_interval:
         over["verification"] = {"snapshot_interval": a.snapshot_interval, "segments": 1}
-    spec = demo_spec(ds, over, quick=a.quick)
+    spec = demo_spec(ds, over, quick=a.quick, sets=a.sets)
     repeats = 2 if a.quick else a.repeats
     set_determinism(spec.seed, spec.threads)
     g = initial_global_blob(spec)

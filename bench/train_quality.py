@@ -44,7 +44,8 @@ from training.job import RoundRecord, run_job  # noqa: E402
 from training.models import count_params  # noqa: E402
 from training.outer import initial_global_blob  # noqa: E402
 from training.step import Trainer, lr_at  # noqa: E402
-from training.unit import UnitResult, batch_for, run_unit, start_state  # noqa: E402
+from training.state import PARAM, prefixed, to_blob  # noqa: E402
+from training.unit import GLOBAL, UnitResult, batch_for, run_unit, start_state  # noqa: E402
 
 LOSS_BAR, BYTES_BAR = 1.05, 50.0
 
@@ -54,15 +55,17 @@ def val_batches(spec: JobSpec, ds: Dataset, n: int) -> list[torch.Tensor]:
     return [ds.val_batch(j, batch_size=spec.batch_size, seq_len=spec.seq_len) for j in range(n)]
 
 
-def run_sync(spec: JobSpec, ds: Dataset, evals: list[torch.Tensor], units: int, label: str) -> list[float]:
+def run_sync(spec: JobSpec, ds: Dataset, evals: list[torch.Tensor], units: int, label: str,
+             g0: bytes | None = None, trainer: Trainer | None = None) -> list[float]:
     """One model trained on the batches of units 0..units-1 concatenated, for R*H steps.
 
     units = K: the synchronous DP baseline (batch K*B); units = 1: a single worker on unit
-    0's data alone (batch B, a quarter of the samples when K = 4). Returns the val loss at
-    steps 0, H, 2H, ..., R*H (nats/token).
+    0's data alone (batch B, a quarter of the samples when K = 4). Starts from `g0` (a
+    `crowdtrain/global` blob; default the spec's G_0) and leaves the trained model in
+    `trainer` when one is passed. Returns the val loss at steps 0, H, 2H, ..., R*H (nats/token).
     """
-    tr = Trainer(spec)
-    tr.load_state(start_state(spec, initial_global_blob(spec), None))
+    tr = trainer or Trainer(spec)
+    tr.load_state(start_state(spec, g0 if g0 is not None else initial_global_blob(spec), None))
     curve = [tr.evaluate(evals)]
     for r in range(spec.rounds):
         for i in range(spec.inner_steps):
@@ -71,6 +74,26 @@ def run_sync(spec: JobSpec, ds: Dataset, evals: list[torch.Tensor], units: int, 
         curve.append(tr.evaluate(evals))
         console.print(f"  {label:9s}step {(r + 1) * spec.inner_steps:5d}  val {curve[-1]:.4f}")
     return curve
+
+
+def evals_loss(spec: JobSpec, g: bytes, evals: list[torch.Tensor]) -> float:
+    tr = Trainer(spec)
+    tr.load_state(start_state(spec, g, None))
+    return tr.evaluate(evals)
+
+
+def with_inner_lr(spec: JobSpec, lr: float) -> JobSpec:
+    return spec.model_copy(update={"inner_optimizer": spec.inner_optimizer.model_copy(update={"lr": lr})})
+
+
+def warm_start(spec: JobSpec, ds: Dataset, evals: list[torch.Tensor], rounds: int, threads: int) -> bytes:
+    """G_warm: synchronous DP (batch K*B) from the spec's G_0 for `rounds` rounds of H steps,
+    with its own cosine schedule over those steps; returned as a `crowdtrain/global` blob."""
+    pre = spec.model_copy(update={"rounds": rounds})
+    set_determinism(spec.seed, threads)
+    tr = Trainer(pre)
+    run_sync(pre, ds, evals, spec.units_per_round, "warm-up", trainer=tr)
+    return to_blob(prefixed({n: tr.params[n].detach().clone() for n in tr.names}, PARAM), GLOBAL)
 
 
 class LeanUnits:
@@ -140,6 +163,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--inner-lr", type=float, default=None, help="AdamW peak lr for both methods (default: the spec's)")
     p.add_argument("--outer-lr", type=float, default=None, help="DiLoCo outer lr (default: the spec's)")
     p.add_argument("--outer-momentum", type=float, default=None, help="DiLoCo outer Nesterov momentum (default: the spec's)")
+    p.add_argument("--dp-inner-lr", type=float, default=None,
+                   help="AdamW peak lr for DP and the single worker only (default: DiLoCo's); a tuned baseline")
+    p.add_argument("--warm-rounds", type=int, default=0,
+                   help="first train DP for this many rounds of H steps; all three methods then continue from "
+                        "that checkpoint on fresh batches (seed + 1), as in the DiLoCo paper's main runs")
     p.add_argument("--eval-batches", type=int, default=32, help="held-out batches per evaluation")
     p.add_argument("--png", type=Path, default=BENCH_OUT / "train_quality.png")
     a = p.parse_args(argv)
@@ -157,25 +185,35 @@ def main(argv: list[str] | None = None) -> dict:
         over["outer_optimizer"] = outer
     if not a.quick:
         over["rounds"] = a.rounds
-    spec = demo_spec(ds, over, quick=a.quick)
+    spec = demo_spec(ds, over, quick=a.quick, sets=a.sets)
     K, H, R, B = spec.units_per_round, spec.inner_steps, spec.rounds, spec.batch_size
     P = count_params(spec)
     console.print(f"[bold]quality[/]: demo GPT ({P:,} params), K={K} H={H} R={R} B={B} seq={spec.seq_len}, "
                   f"T={R * H} steps, {threads} threads, inner lr {spec.inner_optimizer.lr:g} "
                   f"{spec.inner_optimizer.schedule}, outer lr {spec.outer_optimizer.lr:g} momentum "
-                  f"{spec.outer_optimizer.momentum:g} nesterov={spec.outer_optimizer.nesterov}")
+                  f"{spec.outer_optimizer.momentum:g} nesterov={spec.outer_optimizer.nesterov}"
+                  + (f", DP/1-worker inner lr {a.dp_inner_lr:g}" if a.dp_inner_lr is not None else "")
+                  + (f", warm start after {a.warm_rounds * H} DP steps" if a.warm_rounds else ""))
     evals = val_batches(spec, ds, a.eval_batches)
+    g0 = None
+    if a.warm_rounds:
+        g0 = warm_start(spec, ds, evals, a.warm_rounds, threads)
+        spec = spec.model_copy(update={"seed": spec.seed + 1})
+        console.print(f"warm start: DP for {a.warm_rounds * H} steps, val {evals_loss(spec, g0, evals):.4f}; "
+                      f"continuing on seed {spec.seed}")
+    sync_spec = with_inner_lr(spec, a.dp_inner_lr) if a.dp_inner_lr is not None else spec
 
     def on_round(rec: RoundRecord) -> None:
         console.print(f"  DiLoCo   step {(rec.round + 1) * H:5d}  val {rec.eval_loss:.4f}  ({rec.seconds:.1f} s)")
 
     set_determinism(spec.seed, threads)
     units = LeanUnits(spec)
-    (t_diloco, _), run = timed(lambda: run_job(spec, ds, eval_batches=a.eval_batches, unit_fn=units, on_round=on_round))
+    (t_diloco, _), run = timed(lambda: run_job(spec, ds, eval_batches=a.eval_batches, unit_fn=units,
+                                               on_round=on_round, initial=g0))
     set_determinism(spec.seed, threads)
-    (t_dp, _), dp = timed(lambda: run_sync(spec, ds, evals, K, "DP"))
+    (t_dp, _), dp = timed(lambda: run_sync(sync_spec, ds, evals, K, "DP", g0))
     set_determinism(spec.seed, threads)
-    one = run_sync(spec, ds, evals, 1, "1 worker")
+    one = run_sync(sync_spec, ds, evals, 1, "1 worker", g0)
     diloco = [run.initial_eval_loss] + [rec.eval_loss for rec in run.rounds]
     steps = [r * H for r in range(R + 1)]
 
@@ -185,7 +223,7 @@ def main(argv: list[str] | None = None) -> dict:
     for s, x, y, z in zip(steps, diloco, dp, one):
         t.add_row(str(s), f"{x:.4f}", f"{y:.4f}", f"{x / y:.3f}", f"{z:.4f}", f"{z / y:.3f}")
     console.print(t)
-    console.print(plot(a.png, steps, diloco, dp, one, f"demo GPT, K={K}, H={H}, R={R}, same samples"))
+    console.print(plot(a.png, steps, diloco, dp, one, f"demo GPT, K={K}, H={H}, R={R}, same samples" + (f", from DP step {a.warm_rounds * H}" if a.warm_rounds else "")))
     if a.quick or "matplotlib" not in sys.modules:
         console.print(ascii_chart(steps, diloco, dp))
 
@@ -210,7 +248,8 @@ def main(argv: list[str] | None = None) -> dict:
     return {"params": P, "steps": steps, "diloco": diloco, "dp": dp, "single": one, "loss_ratio": loss_ratio,
             "bytes_dp": bytes_dp, "bytes_diloco": bytes_diloco, "bytes_ratio": bytes_ratio,
             "bytes_protocol": proto, "seconds": {"diloco": t_diloco, "dp": t_dp},
-            "finite": all(math.isfinite(v) for v in diloco + dp)}
+            "finite": all(math.isfinite(v) for v in diloco + dp), "warm_rounds": a.warm_rounds,
+            "dp_inner_lr": sync_spec.inner_optimizer.lr}
 
 
 if __name__ == "__main__":

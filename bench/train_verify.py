@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
     ver = {key: val for key, val in (("segments", a.segments), ("snapshot_interval", a.snapshot_interval)) if val}
     if ver:
         over["verification"] = ver
-    spec = demo_spec(ds, over, quick=a.quick)
+    spec = demo_spec(ds, over, quick=a.quick, sets=a.sets)
     seeds = 3 if a.quick else a.seeds
     H, k, m = spec.inner_steps, spec.verification.snapshot_interval, spec.verification.segments
     set_determinism(spec.seed, spec.threads)

@@ -60,13 +60,14 @@ def evaluate_global(spec: JobSpec, dataset: Dataset, global_ckpt: bytes, batches
 
 def run_job(spec: JobSpec, dataset: Dataset, *, rounds: int | None = None, eval_batches: int = 4,
             unit_fn: UnitFn | None = None, skip: Callable[[int, int], bool] | None = None,
-            on_round: RoundHook | None = None) -> JobRun:
+            on_round: RoundHook | None = None, initial: bytes | None = None) -> JobRun:
     """Run `rounds` (default spec.rounds) DiLoCo rounds in-process; returns every blob made.
 
-    Call `set_determinism` first. eval_batches = 0 skips evaluation.
+    Call `set_determinism` first. eval_batches = 0 skips evaluation. `initial` (a
+    `crowdtrain/global` blob) replaces the spec's G_0, e.g. to continue from a checkpoint.
     """
     run = JobRun(spec)
-    g = initial_global_blob(spec)
+    g = initial if initial is not None else initial_global_blob(spec)
     run.globals.append(g)
     tr = Trainer(spec)
     if eval_batches:

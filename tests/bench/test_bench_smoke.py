@@ -50,6 +50,25 @@ def test_quality_quick(data: str, tmp_path: Path) -> None:
     assert png.stat().st_size > 1000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_quality_knobs(data: str, tmp_path: Path) -> None:
+    """The sweep flags reach the spec: a warm start from DP, DP's own lr, and --set overrides."""
+    out = load("train_quality").main(["--quick", "--data", data, "--png", str(tmp_path / "c.png"),
+                                      "--warm-rounds", "1", "--dp-inner-lr", "0.01",
+                                      "--set", "model.n_embd=48", "--set", "inner_optimizer.betas=[0.9, 0.99]"])
+    assert out["warm_rounds"] == 1 and out["dp_inner_lr"] == 0.01
+    assert out["diloco"][0] == pytest.approx(out["dp"][0]) == out["single"][0]  # one shared warm checkpoint
+    assert out["diloco"][0] < math.log(256) - 0.5                   # ... already trained, not G_0
+    assert out["params"] != load("train_quality").main(["--quick", "--data", data, "--png",
+                                                         str(tmp_path / "d.png")])["params"]  # n_embd 48, not 32
+
+
+def test_parse_sets_errors() -> None:
+    common = load("train_common")
+    assert common.parse_sets(["a.b=1", "a.c=x", "d=[1, 2]"]) == {"a": {"b": 1, "c": "x"}, "d": [1, 2]}
+    with pytest.raises(SystemExit, match="expected KEY=VALUE"):
+        common.parse_sets(["model.n_embd"])
+
+
 def test_overhead_quick(data: str) -> None:
     out = load("train_overhead").main(["--quick", "--data", data])
     assert out["same_output"]                                       # the baseline trains the same thing
