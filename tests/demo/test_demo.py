@@ -24,12 +24,12 @@ def test_demo_runs_the_market_end_to_end() -> None:
     assert "demo complete" in out and "all processes stopped" in out, out[-3000:]
     assert "Market" in out and "1,000,000" in out  # the deployment and the funded dev accounts
     assert re.search(r"job 1 posted", out) and "workers claimed" in out, out[-3000:]
-    # both workers were paid for what they did: 4 units between them, 1000 base units each (tiny-mlp.toml,
-    # an 18-decimal token)
+    # both workers were paid for what they did: 4 units between them, 1 CTT each (tiny-mlp.toml pays
+    # 10**18 base units of an 18-decimal token per unit)
     rows = re.findall(r"worker-(\d)\s+│\s+\S+\s+│\s+(\d+)\s+│\s+([\d.,]+) CTT\s+│\s+(\d+)", out)
     assert len(rows) == 2, out[-3000:]
     assert sum(int(acc) for _, acc, _, _ in rows) == 4
-    assert all(Decimal(earned) * 10**18 == 1000 * int(acc) for _, acc, earned, _ in rows), rows
+    assert all(Decimal(earned) == int(acc) for _, acc, earned, _ in rows), rows
     assert len(re.findall(r"worker-\d claim tx 0x[0-9a-fA-F]{64}", out)) == 4
     # the training loss falls and the owner holds the model and report
     m = re.search(r"training loss (\d+\.\d+) -> (\d+\.\d+)", out)
