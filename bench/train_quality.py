@@ -40,7 +40,7 @@ from train_common import BENCH_OUT, common_args, console, demo_spec, ensure_data
 from protocol.spec import JobSpec  # noqa: E402
 from training.data import Dataset  # noqa: E402
 from training.determinism import set_determinism  # noqa: E402
-from training.job import RoundRecord, run_job  # noqa: E402
+from training.job import RoundRecord, evaluate_global, run_job  # noqa: E402
 from training.models import count_params  # noqa: E402
 from training.outer import initial_global_blob  # noqa: E402
 from training.step import Trainer, lr_at  # noqa: E402
@@ -74,12 +74,6 @@ def run_sync(spec: JobSpec, ds: Dataset, evals: list[torch.Tensor], units: int, 
         curve.append(tr.evaluate(evals))
         console.print(f"  {label:9s}step {(r + 1) * spec.inner_steps:5d}  val {curve[-1]:.4f}")
     return curve
-
-
-def evals_loss(spec: JobSpec, g: bytes, evals: list[torch.Tensor]) -> float:
-    tr = Trainer(spec)
-    tr.load_state(start_state(spec, g, None))
-    return tr.evaluate(evals)
 
 
 def with_inner_lr(spec: JobSpec, lr: float) -> JobSpec:
@@ -199,8 +193,8 @@ def main(argv: list[str] | None = None) -> dict:
     if a.warm_rounds:
         g0 = warm_start(spec, ds, evals, a.warm_rounds, threads)
         spec = spec.model_copy(update={"seed": spec.seed + 1})
-        console.print(f"warm start: DP for {a.warm_rounds * H} steps, val {evals_loss(spec, g0, evals):.4f}; "
-                      f"continuing on seed {spec.seed}")
+        warm_loss = evaluate_global(spec, ds, g0, a.eval_batches)
+        console.print(f"warm start: DP for {a.warm_rounds * H} steps, val {warm_loss:.4f}; continuing on seed {spec.seed}")
     sync_spec = with_inner_lr(spec, a.dp_inner_lr) if a.dp_inner_lr is not None else spec
 
     def on_round(rec: RoundRecord) -> None:
@@ -223,7 +217,8 @@ def main(argv: list[str] | None = None) -> dict:
     for s, x, y, z in zip(steps, diloco, dp, one):
         t.add_row(str(s), f"{x:.4f}", f"{y:.4f}", f"{x / y:.3f}", f"{z:.4f}", f"{z / y:.3f}")
     console.print(t)
-    console.print(plot(a.png, steps, diloco, dp, one, f"demo GPT, K={K}, H={H}, R={R}, same samples" + (f", from DP step {a.warm_rounds * H}" if a.warm_rounds else "")))
+    title = f"demo GPT, K={K}, H={H}, R={R}, same samples" + (f", from DP step {a.warm_rounds * H}" if a.warm_rounds else "")
+    console.print(plot(a.png, steps, diloco, dp, one, title))
     if a.quick or "matplotlib" not in sys.modules:
         console.print(ascii_chart(steps, diloco, dp))
 
